@@ -1,0 +1,192 @@
+// Package kafka is the buffer's Kafka Sink (franz-go), the embedded
+// development broker (kfake) and the tail consumer.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/sluice-gateway/sluice/buffer"
+)
+
+// Header keys every record carries. Together they let a consumer deduplicate
+// (event id) and a recovering gateway find what already landed (instance and
+// WAL index).
+const (
+	HeaderEventID  = "sluice-event-id"
+	HeaderSchema   = "sluice-schema"
+	HeaderInstance = "sluice-instance"
+	HeaderWALIndex = "sluice-wal-index"
+	// SchemaVersion is the envelope version written in HeaderSchema.
+	SchemaVersion = "1"
+)
+
+// Config configures the Sink. The zero value of every field means its default.
+type Config struct {
+	// Brokers are the seed brokers. Required.
+	Brokers []string
+	// Topic receives valid events. Default "beacons".
+	Topic string
+	// DLQTopic receives events that failed validation. Default "beacons-invalid".
+	DLQTopic string
+	// Compression is one of zstd, lz4, snappy, gzip, none. Default zstd.
+	Compression string
+	// ClientID names the producer to the brokers. Default "sluice".
+	ClientID string
+	// InstanceID identifies this gateway in HeaderInstance.
+	InstanceID string
+	// Linger is how long the producer waits to fill a batch. Default 5ms.
+	Linger time.Duration
+	// MaxBufferedRecords bounds records the producer holds; keep it above the
+	// shipper's MaxInFlight so Send never blocks. Default 20000.
+	MaxBufferedRecords int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the client's kprom metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = "beacons"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "beacons-invalid"
+	}
+	if c.Compression == "" {
+		c.Compression = "zstd"
+	}
+	if c.ClientID == "" {
+		c.ClientID = "sluice"
+	}
+	if c.Linger <= 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.MaxBufferedRecords <= 0 {
+		c.MaxBufferedRecords = 20000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// CompressionCodec maps a --kafka-compression value to franz-go's codec.
+func CompressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch strings.ToLower(name) {
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("unknown compression %q (want zstd, lz4, snappy, gzip or none)", name)
+}
+
+// Sink produces buffer records to Kafka: acks=all, idempotent, keyed records
+// partitioned like the Java client (murmur2), so other producers agree.
+type Sink struct {
+	cfg    Config
+	client *kgo.Client
+}
+
+// New creates the producer. It does not wait for the brokers: the WAL holds
+// records until Kafka is reachable.
+func New(cfg Config) (*Sink, error) {
+	cfg.setDefaults()
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("kafka sink: no brokers")
+	}
+	codec, err := CompressionCodec(cfg.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(codec),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		// A nil hasher is Kafka's murmur2, the Java client's default.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		// franz-go's defaults already retry forever (no delivery timeout),
+		// which is what a WAL-backed producer wants: a record is never dropped
+		// because it waited too long.
+		kgo.WithLogger(kgoLogger{cfg.Logger.With("component", "kafka")}),
+	}
+	if cfg.Registerer != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("sluice_kafka_client", kprom.Registerer(cfg.Registerer))))
+	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	return &Sink{cfg: cfg, client: client}, nil
+}
+
+// Send implements buffer.Sink.
+func (s *Sink) Send(index uint64, rec *buffer.Record, done func(uint64, error)) {
+	topic := s.cfg.Topic
+	if rec.DeadLetter {
+		topic = s.cfg.DLQTopic
+	}
+	kr := &kgo.Record{
+		Topic: topic,
+		Key:   rec.Key,
+		Value: rec.Value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderEventID, Value: []byte(uuid.UUID(rec.ID).String())},
+			{Key: HeaderSchema, Value: []byte(SchemaVersion)},
+			{Key: HeaderInstance, Value: []byte(s.cfg.InstanceID)},
+			{Key: HeaderWALIndex, Value: strconv.AppendUint(nil, index, 10)},
+		},
+	}
+	s.client.Produce(context.Background(), kr, func(_ *kgo.Record, err error) { done(index, err) })
+}
+
+// Close flushes what it can within ctx and closes the client. Records not yet
+// acknowledged fail their callbacks; they are still in the WAL.
+func (s *Sink) Close(ctx context.Context) error {
+	err := s.client.Flush(ctx)
+	s.client.Close()
+	if err != nil {
+		return fmt.Errorf("flush kafka producer: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that a broker answers, for the startup log.
+func (s *Sink) Ping(ctx context.Context) error { return s.client.Ping(ctx) }
+
+// kgoLogger adapts slog to franz-go's logger, at warn and above only: the
+// client's info logs are per-connection chatter.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error(msg, keyvals...)
+	case kgo.LogLevelWarn:
+		k.l.Warn(msg, keyvals...)
+	default:
+		k.l.Debug(msg, keyvals...)
+	}
+}

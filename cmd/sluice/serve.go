@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-gateway/sluice/buffer"
+	"github.com/sluice-gateway/sluice/buffer/kafka"
+	"github.com/sluice-gateway/sluice/enrich"
+	"github.com/sluice-gateway/sluice/gateway"
+)
+
+type serveConfig struct {
+	listen, adminListen string
+	dataDir             string
+	maxBodyBytes        int
+	ack                 string
+	ackTimeout          time.Duration
+	trustedProxies      string
+	workers, intakeSize int
+
+	kafkaBrokers        string
+	embeddedKafkaListen string
+	topic, dlqTopic     string
+	compression         string
+	clientID            string
+	linger              time.Duration
+
+	checkpointInterval time.Duration
+	drainTimeout       time.Duration
+	shutdownDelay      time.Duration
+	logLevel           string
+	logFormat          string
+	pprof              bool
+}
+
+func serveFlags(c *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", ":8080", "public HTTP address")
+	fs.StringVar(&c.adminListen, "admin-listen", ":9090", "admin HTTP address: /metrics, /healthz, /readyz")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the write-ahead buffer (wal/) and the embedded broker (kafka/)")
+	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
+	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
+	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.IntVar(&c.workers, "workers", 0, "enrichment workers (0: one per core)")
+	fs.IntVar(&c.intakeSize, "intake-queue", 4096, "requests waiting for enrichment before new ones get 503")
+	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty starts the embedded development broker")
+	fs.StringVar(&c.embeddedKafkaListen, "embedded-kafka-listen", "127.0.0.1:9092", "address of the embedded broker (used without --kafka-brokers)")
+	fs.StringVar(&c.topic, "topic", "beacons", "Kafka topic for events")
+	fs.StringVar(&c.dlqTopic, "dlq-topic", "beacons-invalid", "Kafka topic for events that failed validation")
+	fs.StringVar(&c.compression, "kafka-compression", "zstd", "producer compression: zstd, lz4, snappy, gzip or none")
+	fs.StringVar(&c.clientID, "kafka-client-id", "sluice", "Kafka client id")
+	fs.DurationVar(&c.linger, "kafka-linger", 5*time.Millisecond, "how long the producer waits to fill a batch")
+	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "most often the shipped position is persisted; bounds duplicates after a crash")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, longest wait for the buffer to drain to Kafka (the rest ships on the next start)")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, time between /readyz failing and the listener closing (set ~5s behind a load balancer)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof on the admin port")
+	return fs
+}
+
+// validate checks everything that can be checked before opening anything.
+func (c *serveConfig) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	for name, addr := range map[string]string{"--listen": c.listen, "--admin-listen": c.adminListen, "--embedded-kafka-listen": c.embeddedKafkaListen} {
+		_, _, err := net.SplitHostPort(addr)
+		check(err == nil, "%s %q: want host:port", name, addr)
+	}
+	// Port 0 asks the kernel for a free port, so two port-0 addresses never collide.
+	_, port, _ := net.SplitHostPort(c.listen)
+	check(c.listen != c.adminListen || port == "0", "--listen and --admin-listen must differ (the admin port is never the public one)")
+	check(c.dataDir != "", "--data-dir must not be empty")
+	check(c.maxBodyBytes > 0, "--max-body-bytes must be positive, got %d", c.maxBodyBytes)
+	_, err := gateway.ParseAckMode(c.ack)
+	check(err == nil, "--ack: %v", err)
+	check(c.ackTimeout > 0, "--ack-timeout must be positive")
+	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
+	check(err == nil, "--trusted-proxies: %v", err)
+	check(c.workers >= 0, "--workers must not be negative")
+	check(c.intakeSize > 0, "--intake-queue must be positive")
+	check(c.topic != "" && c.dlqTopic != "", "--topic and --dlq-topic must not be empty")
+	check(c.topic != c.dlqTopic, "--topic and --dlq-topic must differ")
+	_, err = kafka.CompressionCodec(c.compression)
+	check(err == nil, "--kafka-compression: %v", err)
+	check(c.linger >= 0, "--kafka-linger must not be negative")
+	check(c.checkpointInterval > 0, "--checkpoint-interval must be positive")
+	check(c.drainTimeout >= 0, "--drain-timeout must not be negative")
+	check(c.shutdownDelay >= 0, "--shutdown-delay must not be negative")
+	_, err = parseLevel(c.logLevel)
+	check(err == nil, "--log-level: %v", err)
+	check(c.logFormat == "text" || c.logFormat == "json", "--log-format %q: want text or json", c.logFormat)
+	for _, b := range splitList(c.kafkaBrokers) {
+		_, _, err := net.SplitHostPort(b)
+		check(err == nil, "--kafka-brokers: %q is not host:port", b)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.logLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string) error {
+	var c serveConfig
+	if err := parseFlags(serveFlags(&c), args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return configError{err}
+	}
+	if err := c.validate(); err != nil {
+		return configError{err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return runServe(ctx, &c, newLogger(&c, os.Stderr))
+}
+
+// runServe runs the gateway until ctx ends, then shuts it down in the order
+// that loses nothing: readiness, listener, intake, WAL writer, shipper, Kafka.
+func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
+	ack, _ := gateway.ParseAckMode(c.ack)
+	proxies, _ := enrich.ParseTrustedProxies(c.trustedProxies)
+	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	instance, err := instanceID(c.dataDir)
+	if err != nil {
+		return err
+	}
+	log = log.With("instance", instance)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	buf, err := buffer.Open(buffer.Config{Dir: filepath.Join(c.dataDir, "wal"), Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	brokers := splitList(c.kafkaBrokers)
+	var embedded *kafka.Embedded
+	if len(brokers) == 0 {
+		embedded, err = kafka.StartEmbedded(kafka.EmbeddedConfig{
+			DataDir: filepath.Join(c.dataDir, "kafka"),
+			Listen:  c.embeddedKafkaListen,
+			Topics:  []string{c.topic, c.dlqTopic},
+			Logger:  log,
+		})
+		if err != nil {
+			buf.Close()
+			return err
+		}
+		brokers = embedded.Addrs()
+	}
+	sink, err := kafka.New(kafka.Config{
+		Brokers: brokers, Topic: c.topic, DLQTopic: c.dlqTopic, Compression: c.compression,
+		ClientID: c.clientID, InstanceID: instance, Linger: c.linger, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		closeAll(buf, embedded)
+		return err
+	}
+	shipper := buffer.NewShipper(buf, sink, buffer.ShipperConfig{
+		CheckpointInterval: c.checkpointInterval, Logger: log, Registerer: reg,
+	})
+	pipeline := enrich.New(buf, enrich.Config{
+		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, Logger: log, Registerer: reg,
+	})
+	gw, err := gateway.New(gateway.Config{
+		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes,
+		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
+	}, pipeline)
+	if err == nil {
+		err = gw.Start()
+	}
+	if err != nil {
+		pipeline.Close()
+		shipper.Close()
+		sink.Close(context.Background())
+		closeAll(buf, embedded)
+		return err
+	}
+	log.Info("sluice is serving", "brokers", strings.Join(brokers, ","), "data_dir", c.dataDir)
+
+	<-ctx.Done()
+	return shutdown(c, log, gw, pipeline, buf, shipper, sink, embedded)
+}
+
+// shutdown is the written sequence of DESIGN.md; each step logs its duration.
+// A second signal cuts the drain short: what is left stays in the WAL.
+func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *enrich.Pipeline,
+	buf *buffer.Buffer, shipper *buffer.Shipper, sink *kafka.Sink, embedded *kafka.Embedded) error {
+	begin := time.Now()
+	step := func(name string, t0 time.Time, args ...any) {
+		log.Info("shutdown: "+name, append([]any{"took", time.Since(t0).Round(time.Microsecond)}, args...)...)
+	}
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), c.drainTimeout)
+	defer cancelDrain()
+	again, stopAgain := signal.NotifyContext(drainCtx, syscall.SIGTERM, syscall.SIGINT)
+	defer stopAgain()
+
+	t := time.Now()
+	gw.SetReady(false)
+	if c.shutdownDelay > 0 {
+		select { // lets load balancers see /readyz fail before the listener closes
+		case <-time.After(c.shutdownDelay):
+		case <-again.Done():
+		}
+	}
+	step("readiness false", t)
+
+	var errs []error
+	t = time.Now()
+	if err := gw.Shutdown(again); err != nil {
+		// Cut short by a second signal: requests still in flight get 503
+		// from the closed intake; nothing acknowledged is lost.
+		log.Warn("shutdown: listener wait cut short", "err", err)
+	}
+	step("listener closed, in-flight requests finished", t)
+
+	t = time.Now()
+	pipeline.Close()
+	buf.StopWrites()
+	step("intake drained into the WAL", t, "last_index", buf.LastIndex())
+
+	t = time.Now()
+	if err := shipper.Drain(again); err != nil {
+		log.Warn("shutdown: drain incomplete; the rest ships on the next start", "err", err)
+	}
+	shipper.Close()
+	step("shipper drained", t, "acked_index", shipper.AckedIndex(), "backlog", shipper.Backlog())
+
+	t = time.Now()
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := sink.Close(flushCtx); err != nil {
+		log.Warn("shutdown: kafka producer", "err", err)
+	}
+	cancel()
+	step("kafka producer closed", t)
+
+	t = time.Now()
+	if err := buf.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if embedded != nil {
+		embedded.Close()
+	}
+	adminCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := gw.Close(adminCtx); err != nil {
+		errs = append(errs, err)
+	}
+	cancel()
+	step("wal and admin closed", t)
+	log.Info("shutdown complete", "took", time.Since(begin).Round(time.Millisecond))
+	return errors.Join(errs...)
+}
+
+func closeAll(buf *buffer.Buffer, embedded *kafka.Embedded) {
+	if embedded != nil {
+		embedded.Close()
+	}
+	buf.Close()
+}
+
+// instanceID is this gateway's stable identity, stored in the data dir so it
+// survives restarts; it is written in every record's headers.
+func instanceID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "instance-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr != nil {
+			return "", fmt.Errorf("instance id in %s is not a UUID: %q", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read instance id: %w", err)
+	}
+	id := uuid.NewString()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write instance id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write instance id: %w", err)
+	}
+	return id, nil
+}

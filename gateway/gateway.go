@@ -1,0 +1,245 @@
+// Package gateway is Sluice's HTTP front: the public fasthttp server and its
+// routes, body decoding, CORS, the admin server (metrics, health, readiness)
+// and the listener's part of a graceful shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gateway/sluice/enrich"
+)
+
+// AckMode says when a client gets its 2xx.
+type AckMode string
+
+const (
+	// AckDisk answers once the events are fsynced in the WAL.
+	AckDisk AckMode = "disk"
+	// AckEnqueue answers once the events are validated and queued; a crash
+	// can lose the last few milliseconds of events.
+	AckEnqueue AckMode = "enqueue"
+)
+
+// ParseAckMode validates a --ack value.
+func ParseAckMode(s string) (AckMode, error) {
+	switch AckMode(s) {
+	case AckDisk, AckEnqueue:
+		return AckMode(s), nil
+	}
+	return "", fmt.Errorf("unknown ack mode %q (want disk or enqueue)", s)
+}
+
+// Config configures the gateway. The zero value of every field means its default.
+type Config struct {
+	// Listen is the public address. Default ":8080".
+	Listen string
+	// AdminListen is the admin address (metrics, health). Default ":9090".
+	AdminListen string
+	// MaxBodyBytes caps a request body; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int
+	// Ack is when a client gets its 2xx. Default AckDisk.
+	Ack AckMode
+	// AckTimeout bounds how long a request waits for its WAL write before it
+	// gets 503. Default 10s.
+	AckTimeout time.Duration
+	// RetryAfter is sent with 503 answers. Default 1s.
+	RetryAfter time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
+	// Defaults 10s, 10s and 60s.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Pprof serves /debug/pprof on the admin port. Default off.
+	Pprof bool
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics and is served on /metrics. Required.
+	Registry *prometheus.Registry
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = ":9090"
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.Ack == "" {
+		c.Ack = AckDisk
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 10 * time.Second
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is the public and the admin listener.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	pipeline   *enrich.Pipeline
+	retryAfter string
+
+	public  *fasthttp.Server
+	admin   *http.Server
+	ln      net.Listener
+	adminLn net.Listener
+	serving sync.WaitGroup
+
+	ready    atomic.Bool
+	shutOnce sync.Once
+	shutErr  error
+
+	metrics *httpMetrics
+}
+
+// New builds the servers; Start opens the listeners.
+func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.Registry == nil {
+		return nil, errors.New("gateway: no metrics registry")
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "gateway"),
+		pipeline:   p,
+		retryAfter: strconv.Itoa(max(1, int(cfg.RetryAfter.Round(time.Second)/time.Second))),
+		metrics:    newHTTPMetrics(cfg.Registry),
+	}
+	s.public = &fasthttp.Server{
+		Handler:            s.handle,
+		ErrorHandler:       s.handleServerError,
+		Name:               "sluice",
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLogger{s.log},
+	}
+	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// Start opens both listeners and serves them in the background.
+func (s *Server) Start() error {
+	var err error
+	if s.adminLn, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+		return fmt.Errorf("admin listen %s: %w", s.cfg.AdminListen, err)
+	}
+	if s.ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		s.adminLn.Close()
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.serving.Add(2)
+	go func() {
+		defer s.serving.Done()
+		if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server", "err", err)
+		}
+	}()
+	go func() {
+		defer s.serving.Done()
+		if err := s.public.Serve(s.ln); err != nil {
+			s.log.Error("public server", "err", err)
+		}
+	}()
+	s.ready.Store(true)
+	s.log.Info("listening", "public", s.ln.Addr().String(), "admin", s.adminLn.Addr().String(), "ack", s.cfg.Ack)
+	return nil
+}
+
+// Addr and AdminAddr are the bound addresses (useful with port 0).
+func (s *Server) Addr() string      { return s.ln.Addr().String() }
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// SetReady sets what /readyz answers.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Shutdown marks the gateway not ready, stops accepting connections and waits
+// for in-flight requests to finish (each one's WAL write included) until ctx
+// ends. The admin server keeps running until Close. Idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.ready.Store(false)
+		if err := s.public.ShutdownWithContext(ctx); err != nil {
+			s.shutErr = fmt.Errorf("shut down public listener: %w", err)
+		}
+	})
+	return s.shutErr
+}
+
+// Close stops the admin server and waits for both servers' goroutines.
+// Call it after Shutdown.
+func (s *Server) Close(ctx context.Context) error {
+	shutErr := s.Shutdown(ctx)
+	err := s.admin.Shutdown(ctx)
+	s.serving.Wait()
+	if err != nil {
+		return errors.Join(shutErr, fmt.Errorf("shut down admin listener: %w", err))
+	}
+	return shutErr
+}
+
+func (s *Server) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// fasthttpLogger logs fasthttp's per-connection errors (timeouts, oversized
+// bodies, malformed requests) at debug: they are the clients' faults, are
+// answered and counted, and at warn a hostile client could flood the log.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug(fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gateway/sluice/enrich"
+)
+
+const routeBeacon = "/v1/beacon"
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	route := "other"
+	switch string(ctx.Path()) {
+	case routeBeacon:
+		route = routeBeacon
+		s.cors(ctx)
+		switch {
+		case ctx.IsPost():
+			s.handleBeacon(ctx)
+		case ctx.IsOptions():
+			s.preflight(ctx)
+		default:
+			ctx.Response.Header.Set("Allow", "POST, OPTIONS")
+			s.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "use POST")
+		}
+	default:
+		s.writeError(ctx, fasthttp.StatusNotFound, "not found", "no route "+string(ctx.Path()))
+	}
+	s.metrics.observe(route, ctx.Response.StatusCode(), time.Since(start))
+}
+
+// cors allows any origin for now, echoing it so credentialed requests work
+// (a bare * breaks JSON beacons sent with cookies).
+func (s *Server) cors(ctx *fasthttp.RequestCtx) {
+	origin := ctx.Request.Header.Peek("Origin")
+	if len(origin) == 0 {
+		return
+	}
+	h := &ctx.Response.Header
+	h.SetBytesV("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Add("Vary", "Origin")
+}
+
+func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
+	if req := ctx.Request.Header.Peek("Access-Control-Request-Headers"); len(req) > 0 {
+		h.SetBytesV("Access-Control-Allow-Headers", req)
+	}
+	h.Set("Access-Control-Max-Age", "86400")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// mediaType is the Content-Type without parameters, lower-cased.
+func mediaType(ct []byte) string {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return string(bytes.ToLower(bytes.TrimSpace(ct)))
+}
+
+func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
+	switch mt := mediaType(ctx.Request.Header.ContentType()); mt {
+	case "application/json", "text/plain", "application/x-ndjson", "":
+	default:
+		s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content type",
+			"got "+strconv.Quote(mt)+"; send application/json, text/plain or application/x-ndjson")
+		return
+	}
+	if ce := ctx.Request.Header.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
+		s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content encoding",
+			"got "+strconv.Quote(string(ce))+"; send an uncompressed body")
+		return
+	}
+	// The batch outlives this handler when the ack does not wait for the
+	// disk (or times out), and fasthttp reuses the body buffer: copy it.
+	body := append([]byte(nil), ctx.PostBody()...)
+	elems, err := splitBody(body)
+	if err != nil {
+		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", err.Error())
+		return
+	}
+	b := &enrich.Batch{Meta: s.meta(ctx)}
+	for _, raw := range elems {
+		ev, reason := enrich.Validate(raw)
+		if reason != "" {
+			b.Invalid = append(b.Invalid, enrich.Invalid{Raw: raw, Reason: reason})
+			continue
+		}
+		b.Events = append(b.Events, ev)
+	}
+	var w *waiter
+	if s.cfg.Ack == AckDisk {
+		w = getWaiter()
+		b.Done = w.done
+	}
+	if err := s.pipeline.Submit(b); err != nil {
+		if w != nil {
+			putWaiter(w)
+		}
+		s.unavailable(ctx, err)
+		return
+	}
+	if w != nil {
+		timer := time.NewTimer(s.cfg.AckTimeout)
+		select {
+		case err = <-w.ch:
+			timer.Stop()
+			putWaiter(w)
+		case <-timer.C:
+			// The waiter is abandoned, not pooled: the writer may still
+			// send on it.
+			err = errAckTimeout
+		}
+		if err != nil {
+			s.pipeline.CountRejected(len(b.Events) + len(b.Invalid))
+			s.log.Warn("request not acknowledged", "events", len(b.Events)+len(b.Invalid), "err", err)
+			s.unavailable(ctx, err)
+			return
+		}
+	}
+	if len(b.Invalid) == 0 {
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	out := append(ctx.Response.Body()[:0], `{"accepted":`...)
+	out = strconv.AppendInt(out, int64(len(b.Events)), 10)
+	out = append(out, `,"invalid":`...)
+	out = strconv.AppendInt(out, int64(len(b.Invalid)), 10)
+	out = append(out, '}')
+	ctx.Response.SetBodyRaw(out)
+}
+
+var errAckTimeout = errors.New("timed out waiting for the write-ahead log")
+
+func (s *Server) meta(ctx *fasthttp.RequestCtx) enrich.Meta {
+	remote, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	h := &ctx.Request.Header
+	return enrich.Meta{
+		ReceivedAt:    ctx.Time(),
+		RemoteAddr:    remote,
+		XForwardedFor: string(h.Peek("X-Forwarded-For")),
+		UserAgent:     string(h.UserAgent()),
+		Origin:        string(h.Peek("Origin")),
+		Referer:       string(h.Referer()),
+	}
+}
+
+func (s *Server) unavailable(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Header.Set("Retry-After", s.retryAfter)
+	switch {
+	case errors.Is(err, enrich.ErrQueueFull):
+		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "overloaded", "the intake queue is full; retry later")
+	case errors.Is(err, enrich.ErrClosed):
+		ctx.SetConnectionClose()
+		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "shutting down", "retry against another instance")
+	default:
+		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "buffer unavailable", err.Error())
+	}
+}
+
+// writeError answers {"error": ..., "detail": ...}.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, code int, msg, detail string) {
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	out := append(ctx.Response.Body()[:0], `{"error":`...)
+	out = strconv.AppendQuote(out, msg)
+	out = append(out, `,"detail":`...)
+	out = strconv.AppendQuote(out, detail)
+	out = append(out, '}', '\n')
+	ctx.Response.SetBodyRaw(out)
+}
+
+// handleServerError answers errors fasthttp meets before the handler runs.
+func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
+	var code int
+	var msg string
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code, msg = fasthttp.StatusRequestEntityTooLarge, "body too large"
+		err = errors.New("the body exceeds " + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes")
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			code, msg = fasthttp.StatusRequestTimeout, "request timeout"
+		} else {
+			code, msg = fasthttp.StatusBadRequest, "malformed request"
+		}
+	}
+	s.writeError(ctx, code, msg, err.Error())
+	s.metrics.observe("other", code, 0)
+}
+
+// waiter carries one request's WAL acknowledgement back to its handler.
+type waiter struct {
+	ch   chan error
+	done func(error)
+}
+
+var waiters = sync.Pool{New: func() any {
+	w := &waiter{ch: make(chan error, 1)}
+	w.done = func(err error) { w.ch <- err }
+	return w
+}}
+
+func getWaiter() *waiter  { return waiters.Get().(*waiter) }
+func putWaiter(w *waiter) { waiters.Put(w) }
