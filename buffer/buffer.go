@@ -78,12 +78,31 @@ type Buffer struct {
 
 	lastIndex atomic.Uint64 // last fsynced index; written only by the writer
 	appended  chan struct{} // capacity 1: nudges the shipper after each commit
-	initAcked uint64        // checkpoint read at Open
+
+	// committed hands each group commit's frames to the shipper, so a shipper
+	// that keeps up never reads the WAL: tidwall/wal holds its lock through
+	// every fsync, and back-to-back commits would starve a reader. It is
+	// bounded by tailBytes; when full, the shipper reads the WAL instead.
+	committed chan committedBatch
+	tailBytes atomic.Int64
+	initAcked uint64 // checkpoint read at Open
+
+	tailRepairs atomic.Int64 // torn tails cut at open
 
 	// failWrite, when set by a test, makes the next WriteBatch fail as a
 	// poisoned log would.
 	failWrite atomic.Bool
 }
+
+// committedBatch is one group commit: frames[i] is at WAL index first+i.
+type committedBatch struct {
+	first  uint64
+	frames [][]byte
+	size   int64
+}
+
+// maxTailBytes bounds the frames waiting in Buffer.committed.
+const maxTailBytes = 32 << 20
 
 type appendReq struct {
 	frames [][]byte // encoded records
@@ -112,15 +131,18 @@ func Open(cfg Config) (*Buffer, error) {
 		closing:   make(chan struct{}),
 		writerEnd: make(chan struct{}),
 		appended:  make(chan struct{}, 1),
+		committed: make(chan committedBatch, 1024),
 	}
 	if b.wal, err = b.openWAL(); err != nil {
 		lockF.Close()
 		return nil, err
 	}
 	if b.initAcked, err = readCheckpoint(cfg.Dir); err != nil {
-		b.wal.Close()
-		lockF.Close()
-		return nil, err
+		// Refusing to start would crash-loop the gateway over a file whose
+		// only job is to avoid duplicates; shipping the whole WAL again
+		// loses nothing.
+		b.log.Error("unreadable checkpoint; shipping the whole WAL again (duplicates possible)", "err", err)
+		b.initAcked = 0
 	}
 	last, _ := b.wal.LastIndex()
 	b.lastIndex.Store(last)
@@ -148,7 +170,24 @@ func lockDir(dir string) (*os.File, error) {
 
 func (b *Buffer) openWAL() (*wal.Log, error) {
 	// wal.Open modifies the options it is given, so each open gets a fresh copy.
-	opts := &wal.Options{
+	l, err := wal.Open(b.cfg.Dir, b.walOptions())
+	if errors.Is(err, wal.ErrCorrupt) {
+		// A crash mid-write leaves a torn tail that tidwall/wal refuses;
+		// cut it back to the last whole entry (quarantined) and retry once.
+		if _, rerr := repairTail(b.cfg.Dir, b.log); rerr != nil {
+			return nil, fmt.Errorf("open wal %s: %w (repair: %v)", b.cfg.Dir, err, rerr)
+		}
+		b.tailRepairs.Add(1)
+		l, err = wal.Open(b.cfg.Dir, b.walOptions())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open wal %s: %w", b.cfg.Dir, err)
+	}
+	return l, nil
+}
+
+func (b *Buffer) walOptions() *wal.Options {
+	return &wal.Options{
 		SegmentSize:      b.cfg.SegmentBytes,
 		LogFormat:        wal.Binary,
 		SegmentCacheSize: 2,
@@ -156,11 +195,6 @@ func (b *Buffer) openWAL() (*wal.Log, error) {
 		DirPerms:         0o755,
 		FilePerms:        0o644,
 	}
-	l, err := wal.Open(b.cfg.Dir, opts)
-	if err != nil {
-		return nil, fmt.Errorf("open wal %s: %w", b.cfg.Dir, err)
-	}
-	return l, nil
 }
 
 // Append queues already-encoded record frames (see AppendRecord) for the next
@@ -249,6 +283,7 @@ func (b *Buffer) commit(batch *wal.Batch, group []*appendReq, n, size int) {
 	b.metrics.appendedRecords.Add(float64(n))
 	b.metrics.appendedBytes.Add(float64(size))
 	b.lastIndex.Store(idx - 1)
+	b.handToShipper(start, group, n, size)
 	select {
 	case b.appended <- struct{}{}:
 	default:
@@ -258,6 +293,23 @@ func (b *Buffer) commit(batch *wal.Batch, group []*appendReq, n, size int) {
 		last := idx + uint64(len(r.frames)) - 1
 		r.done(idx, last, nil)
 		idx = last + 1
+	}
+}
+
+// handToShipper offers a commit's frames to the shipper. The frames are never
+// written again (the WAL holds its own copy), so sharing them is safe.
+func (b *Buffer) handToShipper(first uint64, group []*appendReq, n, size int) {
+	if b.tailBytes.Load()+int64(size) > maxTailBytes {
+		return
+	}
+	frames := make([][]byte, 0, n)
+	for _, r := range group {
+		frames = append(frames, r.frames...)
+	}
+	select {
+	case b.committed <- committedBatch{first: first, frames: frames, size: int64(size)}:
+		b.tailBytes.Add(int64(size))
+	default:
 	}
 }
 

@@ -46,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, b *Buffer) *metrics {
 			Name: "sluice_wal_last_index",
 			Help: "Highest durable WAL index.",
 		}, func() float64 { return float64(b.LastIndex()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_wal_tail_repairs_total",
+			Help: "Torn WAL tails cut back to the last whole entry at open (the cut bytes are quarantined).",
+		}, func() float64 { return float64(b.tailRepairs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_buffer_disk_bytes",
 			Help: "Bytes of WAL segments on disk.",

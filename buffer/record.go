@@ -125,6 +125,11 @@ func takeUvarint(b []byte, field string) (uint64, []byte, error) {
 	if n <= 0 {
 		return 0, nil, fmt.Errorf("%w: truncated %s", ErrBadRecord, field)
 	}
+	if n != uvarintLen(v) {
+		// AppendRecord writes the shortest form; a longer one (0x80 0x00 for
+		// 0) would decode to a record that does not encode back to this frame.
+		return 0, nil, fmt.Errorf("%w: %s encoded in %d bytes, not its shortest form", ErrBadRecord, field, n)
+	}
 	return v, b[n:], nil
 }
 

@@ -81,6 +81,7 @@ type Shipper struct {
 	window    []bool // confirmed flags for (acked, next), indexed by index % len(window)
 	failed    bool   // some record in flight failed; rewind once it settles
 	backoff   time.Duration
+	tail      *committedBatch // the writer's latest hand-off being consumed
 
 	mu        sync.Mutex // guards completed
 	completed []completion
@@ -93,6 +94,7 @@ type Shipper struct {
 	done       chan struct{}
 
 	shipped    prometheus.Counter
+	walReads   prometheus.Counter
 	sendErrors prometheus.Counter
 	corrupt    prometheus.Counter
 	collectors []prometheus.Collector
@@ -149,6 +151,10 @@ func (s *Shipper) registerMetrics() {
 		Name: "sluice_shipped_records_total",
 		Help: "Records confirmed by the sink and past the acknowledged index.",
 	})
+	s.walReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_ship_wal_reads_total",
+		Help: "Records the shipper read back from the WAL because it was behind the writer's in-memory hand-off (or re-sending).",
+	})
 	s.sendErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_ship_errors_total",
 		Help: "Records the sink failed to deliver; they are re-read from the WAL and sent again.",
@@ -158,7 +164,7 @@ func (s *Shipper) registerMetrics() {
 		Help: "WAL records that failed to decode and were skipped.",
 	})
 	s.collectors = []prometheus.Collector{
-		s.shipped, s.sendErrors, s.corrupt,
+		s.shipped, s.walReads, s.sendErrors, s.corrupt,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_wal_acked_index",
 			Help: "Highest WAL index confirmed by the sink with everything before it.",
@@ -230,9 +236,13 @@ func (s *Shipper) run() {
 func (s *Shipper) fill() error {
 	last := s.buf.LastIndex()
 	for s.next <= last && s.next-s.acked <= uint64(len(s.window)) {
-		frame, err := s.buf.read(s.next)
-		if err != nil {
-			return err
+		frame, ok := s.fromTail(s.next)
+		if !ok {
+			var err error
+			if frame, err = s.buf.read(s.next); err != nil {
+				return err
+			}
+			s.walReads.Inc()
 		}
 		rec := new(Record)
 		if err := DecodeRecord(frame, rec); err != nil {
@@ -242,6 +252,12 @@ func (s *Shipper) fill() error {
 			s.log.Error("skipping undecodable wal record", "index", s.next, "err", err)
 			s.window[s.next%uint64(len(s.window))] = true
 			s.next++
+			// No Sink callback will wake the loop for this record: nudge it,
+			// or acked stays behind (and Drain waits) until the next tick.
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		s.inFlight++
@@ -249,6 +265,30 @@ func (s *Shipper) fill() error {
 		s.next++
 	}
 	return nil
+}
+
+// fromTail returns the frame at index from the writer's in-memory hand-offs,
+// dropping hand-offs the shipper has passed. false means read the WAL: the
+// shipper is behind (or rewound) and the frame was not handed off.
+func (s *Shipper) fromTail(index uint64) ([]byte, bool) {
+	for {
+		if t := s.tail; t != nil {
+			switch {
+			case index < t.first:
+				return nil, false
+			case index < t.first+uint64(len(t.frames)):
+				return t.frames[index-t.first], true
+			}
+			s.buf.tailBytes.Add(-t.size)
+			s.tail = nil
+		}
+		select {
+		case t := <-s.buf.committed:
+			s.tail = &t
+		default:
+			return nil, false
+		}
+	}
 }
 
 func (s *Shipper) complete(index uint64, err error) {

@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -35,6 +36,10 @@ func appendEnvelope(dst []byte, id uuid.UUID, receivedAt time.Time, ev *Event, c
 	return append(dst, '}')
 }
 
+// MaxDeadLetterRawBytes is how much of an invalid event's raw bytes its
+// dead-letter record keeps; longer ones are cut and marked raw_truncated.
+const MaxDeadLetterRawBytes = 16 << 10
+
 // appendDeadLetter writes the dead-letter record value: the reason and the
 // raw bytes as a JSON string, with the same id, time and context.
 func appendDeadLetter(dst []byte, id uuid.UUID, receivedAt time.Time, inv *Invalid, c *Context) []byte {
@@ -45,8 +50,17 @@ func appendDeadLetter(dst []byte, id uuid.UUID, receivedAt time.Time, inv *Inval
 	dst = append(dst, '"')
 	dst = appendField(dst, "reason", inv.Reason)
 	dst = appendContext(dst, c)
+	raw := inv.Raw
+	if len(raw) > MaxDeadLetterRawBytes {
+		// Keep the record far below Kafka's message size limit: a record the
+		// broker refuses would stall the shipper behind it.
+		dst = append(dst, `,"raw_bytes":`...)
+		dst = strconv.AppendInt(dst, int64(len(raw)), 10)
+		dst = append(dst, `,"raw_truncated":true`...)
+		raw = raw[:MaxDeadLetterRawBytes]
+	}
 	dst = append(dst, `,"raw":`...)
-	dst = appendString(dst, string(inv.Raw))
+	dst = appendString(dst, string(raw))
 	return append(dst, '}')
 }
 

@@ -100,6 +100,9 @@ func New(buf Appender, cfg Config) *Pipeline {
 			Help: "Requests the intake queue holds before answering 503.",
 		}, func() float64 { return float64(cap(p.intake)) }),
 	}
+	for _, outcome := range []string{"accepted", "invalid", "rejected"} {
+		p.events.WithLabelValues(outcome) // exported as 0 before the first event
+	}
 	if cfg.Registerer != nil {
 		for _, c := range p.collectors {
 			cfg.Registerer.MustRegister(c)

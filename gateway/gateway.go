@@ -51,6 +51,10 @@ type Config struct {
 	AdminListen string
 	// MaxBodyBytes caps a request body; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int
+	// MaxEventBytes caps one event; larger ones go to the dead-letter topic
+	// (truncated), so no record can exceed Kafka's message size limit.
+	// Default 64 KiB.
+	MaxEventBytes int
 	// Ack is when a client gets its 2xx. Default AckDisk.
 	Ack AckMode
 	// AckTimeout bounds how long a request waits for its WAL write before it
@@ -78,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxEventBytes <= 0 {
+		c.MaxEventBytes = 64 << 10
 	}
 	if c.Ack == "" {
 		c.Ack = AckDisk

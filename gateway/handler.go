@@ -91,6 +91,11 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 	}
 	b := &enrich.Batch{Meta: s.meta(ctx)}
 	for _, raw := range elems {
+		if len(raw) > s.cfg.MaxEventBytes {
+			b.Invalid = append(b.Invalid, enrich.Invalid{Raw: raw, Reason: "event is " + strconv.Itoa(len(raw)) +
+				" bytes, over the " + strconv.Itoa(s.cfg.MaxEventBytes) + "-byte limit"})
+			continue
+		}
 		ev, reason := enrich.Validate(raw)
 		if reason != "" {
 			b.Invalid = append(b.Invalid, enrich.Invalid{Raw: raw, Reason: reason})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -417,5 +418,27 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	}
 	if err := srv.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// An event over --max-event-bytes goes to the dead-letter topic with its
+// reason instead of becoming a record Kafka would refuse.
+func TestOversizedEventIsDeadLettered(t *testing.T) {
+	g := newTestGateway(t, Config{MaxEventBytes: 100}, enrich.Config{}, newFakeWAL())
+	big := `{"type":"big","pad":"` + strings.Repeat("x", 200) + `"}`
+	r := g.do(t, "POST", "/v1/beacon", "application/json", `[{"type":"small"},`+big+`]`, nil)
+	if r.code != 200 || r.body != `{"accepted":1,"invalid":1}` {
+		t.Fatalf("got %d %s", r.code, r.body)
+	}
+	recs := g.wal.records()
+	if len(recs) != 2 || !recs[1].DeadLetter {
+		t.Fatalf("records %+v", recs)
+	}
+	var dl struct{ Reason, Raw string }
+	if err := json.Unmarshal(recs[1].Value, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Reason != "event is "+strconv.Itoa(len(big))+" bytes, over the 100-byte limit" || dl.Raw != big {
+		t.Errorf("dead letter %s", recs[1].Value)
 	}
 }

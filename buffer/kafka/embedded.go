@@ -35,6 +35,10 @@ type Embedded struct {
 
 // StartEmbedded starts the broker and makes sure cfg.Topics exist.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		// kfake would silently keep everything in memory.
+		return nil, errors.New("start embedded kafka: no data dir")
+	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:9092"
 	}

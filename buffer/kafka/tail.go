@@ -58,7 +58,10 @@ func Tail(ctx context.Context, cfg TailConfig, w io.Writer) error {
 			out.WriteByte('\n')
 			n++
 			if cfg.MaxRecords > 0 && n >= cfg.MaxRecords {
-				return out.Flush()
+				if err := out.Flush(); err != nil {
+					return fmt.Errorf("tail: %w", err)
+				}
+				return nil
 			}
 		}
 		if err := out.Flush(); err != nil {

@@ -13,24 +13,28 @@ func envName(flagName string) string {
 	return "SLUICE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parseFlags applies SLUICE_* environment variables, then the command line,
-// which wins. Every flag's usage line names its variable.
+// parseFlags parses the command line, then fills every flag it did not set
+// from its SLUICE_* environment variable: the command line wins, and a bad
+// variable for a flag given on the command line is never looked at. Every
+// flag's usage line names its variable.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envName(f.Name) + ")" })
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		f.Usage += " (env " + envName(f.Name) + ")"
 		v, ok := os.LookupEnv(envName(f.Name))
-		if !ok || envErr != nil {
+		if !ok || onCommandLine[f.Name] || envErr != nil {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
 			envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
 		}
 	})
-	if envErr != nil {
-		return envErr
-	}
-	return fs.Parse(args)
+	return envErr
 }
 
 // splitList splits a comma-separated flag value, dropping empty entries.

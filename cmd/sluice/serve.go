@@ -29,6 +29,7 @@ type serveConfig struct {
 	listen, adminListen string
 	dataDir             string
 	maxBodyBytes        int
+	maxEventBytes       int
 	ack                 string
 	ackTimeout          time.Duration
 	trustedProxies      string
@@ -55,6 +56,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.adminListen, "admin-listen", ":9090", "admin HTTP address: /metrics, /healthz, /readyz")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the write-ahead buffer (wal/) and the embedded broker (kafka/)")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
+	fs.IntVar(&c.maxEventBytes, "max-event-bytes", 64<<10, "largest single event; larger ones go to the dead-letter topic, truncated")
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
@@ -93,6 +95,9 @@ func (c *serveConfig) validate() error {
 	check(c.listen != c.adminListen || port == "0", "--listen and --admin-listen must differ (the admin port is never the public one)")
 	check(c.dataDir != "", "--data-dir must not be empty")
 	check(c.maxBodyBytes > 0, "--max-body-bytes must be positive, got %d", c.maxBodyBytes)
+	// Kafka's default message.max.bytes is about 1 MB; the envelope adds the
+	// request context to the event.
+	check(c.maxEventBytes > 0 && c.maxEventBytes <= 512<<10, "--max-event-bytes must be between 1 and 524288, got %d", c.maxEventBytes)
 	_, err := gateway.ParseAckMode(c.ack)
 	check(err == nil, "--ack: %v", err)
 	check(c.ackTimeout > 0, "--ack-timeout must be positive")
@@ -199,7 +204,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, Logger: log, Registerer: reg,
 	})
 	gw, err := gateway.New(gateway.Config{
-		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes,
+		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes, MaxEventBytes: c.maxEventBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
 	}, pipeline)
 	if err == nil {
@@ -243,12 +248,15 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 
 	var errs []error
 	t = time.Now()
-	if err := gw.Shutdown(again); err != nil {
+	listenerErr := gw.Shutdown(again)
+	if listenerErr != nil {
 		// Cut short by a second signal: requests still in flight get 503
 		// from the closed intake; nothing acknowledged is lost.
-		log.Warn("shutdown: listener wait cut short", "err", err)
+		log.Warn("shutdown: listener wait cut short", "err", listenerErr)
+		step("listener closed, in-flight requests cut short", t)
+	} else {
+		step("listener closed, in-flight requests finished", t)
 	}
-	step("listener closed, in-flight requests finished", t)
 
 	t = time.Now()
 	pipeline.Close()
@@ -259,16 +267,18 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 	if err := shipper.Drain(again); err != nil {
 		log.Warn("shutdown: drain incomplete; the rest ships on the next start", "err", err)
 	}
-	shipper.Close()
 	step("shipper drained", t, "acked_index", shipper.AckedIndex(), "backlog", shipper.Backlog())
 
+	// The producer flushes before the shipper saves its checkpoint, so
+	// records Kafka acknowledges in the flush are not re-sent next start.
 	t = time.Now()
 	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := sink.Close(flushCtx); err != nil {
 		log.Warn("shutdown: kafka producer", "err", err)
 	}
 	cancel()
-	step("kafka producer closed", t)
+	shipper.Close()
+	step("kafka producer closed, checkpoint saved", t, "acked_index", shipper.AckedIndex())
 
 	t = time.Now()
 	if err := buf.Close(); err != nil {
@@ -278,7 +288,9 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 		embedded.Close()
 	}
 	adminCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := gw.Close(adminCtx); err != nil {
+	// Close repeats Shutdown's error, which was handled above: a cut-short
+	// wait is not a failed shutdown and must not turn the exit status to 1.
+	if err := gw.Close(adminCtx); err != nil && err != listenerErr {
 		errs = append(errs, err)
 	}
 	cancel()

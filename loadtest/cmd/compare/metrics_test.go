@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const scrape0 = `# HELP sluice_events_total x
+# TYPE sluice_events_total counter
+sluice_events_total{outcome="accepted"} 10
+sluice_events_total{outcome="invalid"} 1
+sluice_wal_fsync_duration_seconds_bucket{le="0.001"} 5
+sluice_wal_fsync_duration_seconds_bucket{le="0.002"} 9
+sluice_wal_fsync_duration_seconds_bucket{le="+Inf"} 10
+sluice_wal_fsync_duration_seconds_sum 0.01
+sluice_wal_fsync_duration_seconds_count 10
+sluice_buffer_backlog_records 3
+`
+
+const scrape1 = `sluice_events_total{outcome="accepted"} 110
+sluice_events_total{outcome="invalid"} 1
+sluice_wal_fsync_duration_seconds_bucket{le="0.001"} 5
+sluice_wal_fsync_duration_seconds_bucket{le="0.002"} 100
+sluice_wal_fsync_duration_seconds_bucket{le="+Inf"} 110
+sluice_wal_fsync_duration_seconds_sum 0.21
+sluice_wal_fsync_duration_seconds_count 110
+sluice_buffer_backlog_records 0
+`
+
+func TestParseAndDelta(t *testing.T) {
+	m0, err := parseMetrics(strings.NewReader(scrape0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := parseMetrics(strings.NewReader(scrape1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m1.get("sluice_events_total", `outcome="accepted"`) - m0.get("sluice_events_total", `outcome="accepted"`); got != 100 {
+		t.Errorf("accepted delta %v", got)
+	}
+	if got := m0.sum("sluice_events_total"); got != 11 {
+		t.Errorf("sum over labels %v", got)
+	}
+	if got := m0.sum("sluice_buffer_backlog_records"); got != 3 {
+		t.Errorf("backlog %v", got)
+	}
+	// Over the interval: 0 in le=0.001, 91 in (0.001, 0.002], 9 above.
+	if got := bucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.5); got != 0.002 {
+		t.Errorf("p50 %v, want 0.002", got)
+	}
+	if got := bucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.99); got != 0.002 {
+		t.Errorf("p99 beyond the last finite bucket %v, want that bucket's bound 0.002", got)
+	}
+}
