@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/sluice
 PKGS    := ./...
 
-.PHONY: all build run test test-short vet fmt fuzz clean
+.PHONY: all build run test test-short vet fmt fuzz k6 loadtest bench clean
 
 all: build
 
@@ -29,6 +29,24 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./buffer -run='^$$' -fuzz=FuzzDecodeRecord -fuzztime=$(FUZZTIME)
 	$(GO) test ./gateway -run='^$$' -fuzz=FuzzSplitBody -fuzztime=$(FUZZTIME)
+	$(GO) test ./gateway -run='^$$' -fuzz=FuzzPixelEvent -fuzztime=$(FUZZTIME)
+	$(GO) test ./gateway -run='^$$' -fuzz=FuzzGunzipCapped -fuzztime=$(FUZZTIME)
+
+# k6, pinned, built from source with go install into ./bin (about 2 minutes the first time).
+K6_VERSION ?= v1.8.1
+K6         := bin/k6
+k6: $(K6)
+$(K6):
+	GOBIN=$(CURDIR)/bin $(GO) install go.k6.io/k6@$(K6_VERSION)
+
+# The steady k6 script against a local `sluice serve` (started and stopped by the script).
+loadtest: build k6
+	./loadtest/k6/run-local.sh steady
+
+# The benchmark harness: Sluice vs a no-op fasthttp server under the same open-loop load,
+# Kafka fault scenarios, report and plots in loadtest/results/<timestamp>/.
+bench:
+	$(GO) run ./loadtest/cmd/bench -out loadtest/results/$$(date -u +%Y%m%dT%H%M%SZ)
 
 clean:
 	rm -rf bin

@@ -31,6 +31,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 			s.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "use POST")
 		}
+	case routePixel:
+		route = routePixel
+		switch {
+		case ctx.IsGet() || ctx.IsHead():
+			s.handlePixel(ctx)
+		default:
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+		}
+		answerWithGIF(ctx)
 	default:
 		s.writeError(ctx, fasthttp.StatusNotFound, "not found", "no route "+string(ctx.Path()))
 	}
@@ -76,19 +86,48 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 			"got "+strconv.Quote(mt)+"; send application/json, text/plain or application/x-ndjson")
 		return
 	}
-	if ce := ctx.Request.Header.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
-		s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content encoding",
-			"got "+strconv.Quote(string(ce))+"; send an uncompressed body")
+	body, ok := s.readBody(ctx)
+	if !ok {
 		return
 	}
-	// The batch outlives this handler when the ack does not wait for the
-	// disk (or times out), and fasthttp reuses the body buffer: copy it.
-	body := append([]byte(nil), ctx.PostBody()...)
 	elems, err := splitBody(body)
 	if err != nil {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", err.Error())
 		return
 	}
+	s.accept(ctx, elems, s.respondJSON)
+}
+
+// readBody returns the request body, decompressed if it is gzip, as a copy:
+// the batch outlives this handler when the ack does not wait for the disk (or
+// times out), and fasthttp reuses its body buffer.
+func (s *Server) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	ce := ctx.Request.Header.ContentEncoding()
+	switch {
+	case len(ce) == 0 || bytes.EqualFold(ce, []byte("identity")):
+		return append([]byte(nil), ctx.PostBody()...), true
+	case bytes.EqualFold(ce, []byte("gzip")):
+		body, err := gunzipCapped(ctx.PostBody(), s.cfg.MaxBodyBytes)
+		switch {
+		case errors.Is(err, errDecompressedTooLarge):
+			s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body too large",
+				"the decompressed body exceeds "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
+			return nil, false
+		case err != nil:
+			s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", "gzip: "+err.Error())
+			return nil, false
+		}
+		return body, true
+	}
+	s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content encoding",
+		"got "+strconv.Quote(string(ce))+"; send gzip or an uncompressed body")
+	return nil, false
+}
+
+// accept validates the elements of a request, submits them as one batch,
+// waits for the WAL when the ack mode says so, and answers with respond (or
+// an error through writeError).
+func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, respond func(*fasthttp.RequestCtx, int, int)) {
 	b := &enrich.Batch{Meta: s.meta(ctx)}
 	for _, raw := range elems {
 		if len(raw) > s.cfg.MaxEventBytes {
@@ -103,7 +142,10 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 		}
 		b.Events = append(b.Events, ev)
 	}
-	var w *waiter
+	var (
+		w   *waiter
+		err error
+	)
 	if s.cfg.Ack == AckDisk {
 		w = getWaiter()
 		b.Done = w.done
@@ -133,16 +175,22 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	if len(b.Invalid) == 0 {
+	respond(ctx, len(b.Events), len(b.Invalid))
+}
+
+// respondJSON is the beacon route's success answer: 204, or 200 with the
+// counts when some events went to the dead-letter topic.
+func (s *Server) respondJSON(ctx *fasthttp.RequestCtx, accepted, invalid int) {
+	if invalid == 0 {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	out := append(ctx.Response.Body()[:0], `{"accepted":`...)
-	out = strconv.AppendInt(out, int64(len(b.Events)), 10)
+	out = strconv.AppendInt(out, int64(accepted), 10)
 	out = append(out, `,"invalid":`...)
-	out = strconv.AppendInt(out, int64(len(b.Invalid)), 10)
+	out = strconv.AppendInt(out, int64(invalid), 10)
 	out = append(out, '}')
 	ctx.Response.SetBodyRaw(out)
 }
