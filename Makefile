@@ -15,7 +15,7 @@ run: build
 
 # Every test, with the race detector (the process-level tests build the binary themselves).
 test: vet
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 5m $(PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

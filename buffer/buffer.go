@@ -65,8 +65,11 @@ type Buffer struct {
 	lockF   *os.File // holds the flock on cfg.Dir until Close
 	metrics *metrics
 
-	mu  sync.RWMutex // guards wal across a reopen after a failed write
-	wal *wal.Log
+	mu          sync.RWMutex // guards wal, broken and lastReopen across a reopen after a failed write
+	wal         *wal.Log
+	broken      bool          // a reopen failed: wal must not be used until one succeeds
+	lastReopen  time.Time     // when the last reopen was attempted
+	reopenEvery time.Duration // the most often a broken log is reopened
 
 	reqs      chan *appendReq
 	closing   chan struct{} // closed when Close begins; Append stops accepting
@@ -76,7 +79,7 @@ type Buffer struct {
 	writerEnd chan struct{}
 	closeErr  error
 
-	lastIndex atomic.Uint64 // last fsynced index; written only by the writer
+	lastIndex atomic.Uint64 // last fsynced index; written by the writer and by reopen (under mu)
 	appended  chan struct{} // capacity 1: nudges the shipper after each commit
 
 	// committed hands each group commit's frames to the shipper, so a shipper
@@ -132,6 +135,8 @@ func Open(cfg Config) (*Buffer, error) {
 		writerEnd: make(chan struct{}),
 		appended:  make(chan struct{}, 1),
 		committed: make(chan committedBatch, 1024),
+
+		reopenEvery: time.Second,
 	}
 	if b.wal, err = b.openWAL(); err != nil {
 		lockF.Close()
@@ -268,6 +273,14 @@ func (b *Buffer) commit(batch *wal.Batch, group []*appendReq, n, size int) {
 	}
 	t0 := time.Now()
 	err := b.writeBatch(batch)
+	if errors.Is(err, errWALUnavailable) {
+		batch.Clear()
+		b.metrics.writeErrors.Inc()
+		for _, r := range group {
+			r.done(0, 0, err)
+		}
+		return
+	}
 	b.metrics.fsyncSeconds.Observe(time.Since(t0).Seconds())
 	batch.Clear()
 	if err != nil {
@@ -313,7 +326,21 @@ func (b *Buffer) handToShipper(first uint64, group []*appendReq, n, size int) {
 	}
 }
 
+// errWALUnavailable is returned while the log is broken (a reopen failed).
+var errWALUnavailable = errors.New("wal unavailable after a failed write; retrying")
+
 func (b *Buffer) writeBatch(batch *wal.Batch) error {
+	b.mu.RLock()
+	broken, wait := b.broken, b.reopenEvery-time.Since(b.lastReopen)
+	b.mu.RUnlock()
+	if broken {
+		if wait > 0 {
+			return errWALUnavailable
+		}
+		if !b.reopen() {
+			return errWALUnavailable
+		}
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.failWrite.CompareAndSwap(true, false) {
@@ -324,27 +351,36 @@ func (b *Buffer) writeBatch(batch *wal.Batch) error {
 
 // reopen replaces a log that failed a write: tidwall/wal leaves it poisoned,
 // and retrying the same index would corrupt it. Open repairs what it can.
-func (b *Buffer) reopen() {
+// When the reopen fails the log is marked broken and never used again (its
+// in-memory state may hold the failed entries); writes fail fast and a later
+// write retries the reopen. It reports whether the log is usable.
+func (b *Buffer) reopen() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.wal.Close()
+	b.lastReopen = time.Now()
+	if !b.broken {
+		b.wal.Close()
+	}
 	l, err := b.openWAL()
 	if err != nil {
-		// Keep the closed log: every later write fails fast with a clear
-		// error (503 to clients) rather than writing to an unknown state.
-		b.log.Error("wal reopen failed; appends will fail until restart", "err", err)
-		return
+		b.broken = true
+		b.log.Error("wal reopen failed; appends fail until a reopen succeeds", "retry_every", b.reopenEvery, "err", err)
+		return false
 	}
-	b.wal = l
+	b.wal, b.broken = l, false
 	last, _ := l.LastIndex()
 	b.lastIndex.Store(last)
 	b.log.Warn("wal reopened", "last_index", last)
+	return true
 }
 
 // read returns the frame at index. Only the shipper goroutine calls it.
 func (b *Buffer) read(index uint64) ([]byte, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.broken {
+		return nil, errWALUnavailable
+	}
 	return b.wal.Read(index)
 }
 
@@ -357,6 +393,10 @@ func (b *Buffer) firstIndex() uint64 {
 
 func (b *Buffer) truncateFront(index uint64) error {
 	b.mu.RLock()
+	if b.broken {
+		b.mu.RUnlock()
+		return errWALUnavailable
+	}
 	err := b.wal.TruncateFront(index)
 	b.mu.RUnlock()
 	if err != nil && !errors.Is(err, wal.ErrOutOfRange) {
@@ -405,7 +445,9 @@ func (b *Buffer) Close() error {
 	b.closeOnce.Do(func() {
 		b.StopWrites()
 		b.mu.Lock()
-		if err := b.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+		if b.broken {
+			b.closeErr = fmt.Errorf("close wal %s: %w", b.cfg.Dir, errWALUnavailable)
+		} else if err := b.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
 			b.closeErr = fmt.Errorf("close wal %s: %w", b.cfg.Dir, err)
 		}
 		b.mu.Unlock()

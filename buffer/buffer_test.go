@@ -499,3 +499,52 @@ func gatherValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return vals
 }
+
+// When the reopen after a failed write fails too, the old log is never used
+// again: appends fail fast (no corrupt index is handed out), and once the
+// directory can be opened again the next append reopens it and continues.
+func TestBrokenLogFailsFastThenRecovers(t *testing.T) {
+	dir := t.TempDir()
+	b := openBuffer(t, Config{Dir: dir})
+	mustAppend(t, b, "r", 0, 3)
+	// A START and an END file at once make tidwall/wal refuse to open.
+	bogus := []string{filepath.Join(dir, "00000000000000000001.START"), filepath.Join(dir, "00000000000000000001.END")}
+	for _, p := range bogus {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	b.reopenEvery = time.Hour
+	b.mu.Unlock()
+	b.failWrite.Store(true)
+	if r := appendWait(t, b, testFrames("x", 0, 1)); r.err == nil {
+		t.Fatal("append with a failing write succeeded")
+	}
+	b.mu.RLock()
+	broken := b.broken
+	b.mu.RUnlock()
+	if !broken {
+		t.Fatal("log not marked broken after a failed reopen")
+	}
+	if r := appendWait(t, b, testFrames("x", 0, 1)); !errors.Is(r.err, errWALUnavailable) {
+		t.Fatalf("append on a broken log: %v, want errWALUnavailable", r.err)
+	}
+	if _, err := b.read(1); !errors.Is(err, errWALUnavailable) {
+		t.Fatalf("read on a broken log: %v, want errWALUnavailable", err)
+	}
+	for _, p := range bogus {
+		os.Remove(p)
+	}
+	b.mu.Lock()
+	b.reopenEvery = 0
+	b.mu.Unlock()
+	if first, last := mustAppend(t, b, "after", 0, 2); first != 4 || last != 5 {
+		t.Fatalf("append after recovery got %d..%d, want 4..5", first, last)
+	}
+	for i := uint64(1); i <= 5; i++ {
+		if _, err := b.read(i); err != nil {
+			t.Fatalf("read %d after recovery: %v", i, err)
+		}
+	}
+}

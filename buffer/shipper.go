@@ -236,6 +236,10 @@ func (s *Shipper) run() {
 func (s *Shipper) fill() error {
 	last := s.buf.LastIndex()
 	for s.next <= last && s.next-s.acked <= uint64(len(s.window)) {
+		if s.window[s.next%uint64(len(s.window))] {
+			s.next++ // confirmed (or skipped) before a rewind
+			continue
+		}
 		frame, ok := s.fromTail(s.next)
 		if !ok {
 			var err error
@@ -344,13 +348,18 @@ func (s *Shipper) collect() {
 	}
 }
 
-// rewind discards the window so everything after the acknowledged prefix is
-// read from the WAL and sent again, in order.
+// rewind makes the shipper read again, from the WAL and in order, every
+// record after the acknowledged prefix that is not yet confirmed. Confirmed
+// records keep their slot and are not sent again: a record that keeps failing
+// must not re-send thousands of delivered ones on every retry.
 func (s *Shipper) rewind() {
+	unconfirmed := 0
 	for i := s.acked + 1; i < s.next; i++ {
-		s.window[i%uint64(len(s.window))] = false
+		if !s.window[i%uint64(len(s.window))] {
+			unconfirmed++
+		}
 	}
-	s.log.Info("re-sending from the wal", "from_index", s.acked+1, "records", s.next-s.acked-1, "backoff", s.backoff)
+	s.log.Info("re-sending from the wal", "from_index", s.acked+1, "records", unconfirmed, "backoff", s.backoff)
 	s.next = s.acked + 1
 	s.failed = false
 }

@@ -65,6 +65,7 @@ type Pipeline struct {
 	workers sync.WaitGroup
 
 	events     *prometheus.CounterVec
+	dropped    *prometheus.CounterVec
 	collectors []prometheus.Collector
 }
 
@@ -88,9 +89,13 @@ func New(buf Appender, cfg Config) *Pipeline {
 			Name: "sluice_events_total",
 			Help: "Events by outcome: accepted (valid, queued for the WAL), invalid (queued for the dead-letter topic), rejected (the client got an error).",
 		}, []string{"outcome"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_events_dropped_total",
+			Help: "Events lost after the client got its 2xx, by reason (only possible with --ack=enqueue).",
+		}, []string{"reason"}),
 	}
 	p.collectors = []prometheus.Collector{
-		p.events,
+		p.events, p.dropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_intake_queue_length",
 			Help: "Requests waiting for an enrichment worker.",
@@ -103,6 +108,7 @@ func New(buf Appender, cfg Config) *Pipeline {
 	for _, outcome := range []string{"accepted", "invalid", "rejected"} {
 		p.events.WithLabelValues(outcome) // exported as 0 before the first event
 	}
+	p.dropped.WithLabelValues("wal_write")
 	if cfg.Registerer != nil {
 		for _, c := range p.collectors {
 			cfg.Registerer.MustRegister(c)
@@ -197,7 +203,14 @@ func (p *Pipeline) process(b *Batch) {
 	done := b.Done
 	p.buf.Append(frames, func(_, _ uint64, err error) {
 		if done != nil {
-			done(err)
+			done(err) // the handler is waiting and answers 503
+			return
+		}
+		if err != nil {
+			// --ack=enqueue: the client already has its 2xx, nobody else
+			// can report the loss.
+			p.dropped.WithLabelValues("wal_write").Add(float64(n))
+			p.log.Error("events lost after a 2xx (--ack=enqueue): the WAL write failed", "events", n, "err", err)
 		}
 	})
 }

@@ -336,13 +336,18 @@ func TestPipelineDoneGetsAppendError(t *testing.T) {
 	if err := <-doneCh; !errors.Is(err, errDisk) {
 		t.Fatalf("Done(%v), want %v", err, errDisk)
 	}
-	// A batch without Done is fine too.
-	if err := p.Submit(&Batch{Events: []Event{mustEvent(t, `{"type":"t"}`)}}); err != nil {
+	// A batch without Done (--ack=enqueue: the client has its 2xx) counts
+	// its events as dropped, since nobody else can report the loss.
+	if err := p.Submit(&Batch{Events: []Event{mustEvent(t, `{"type":"t"}`), mustEvent(t, `{"type":"u"}`)}}); err != nil {
 		t.Fatal(err)
 	}
+	dropped := p.dropped.WithLabelValues("wal_write")
 	p.Close()
 	if n := len(app.Calls()); n != 2 {
 		t.Fatalf("%d Append calls, want 2", n)
+	}
+	if got := testutil.ToFloat64(dropped); got != 2 {
+		t.Errorf("sluice_events_dropped_total{reason=wal_write} = %v, want 2", got)
 	}
 }
 
@@ -488,6 +493,9 @@ func TestPipelineMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	app := &fakeAppender{t: t, entered: make(chan *appendCall, 2), gate: make(chan struct{})}
 	p := newPipeline(t, app, Config{Workers: 1, QueueSize: 1, Registerer: reg})
+	var once sync.Once
+	release := func() { once.Do(func() { close(app.gate) }) }
+	defer release() // a failed assertion must not leave the worker blocked (and Close hanging)
 	events := func(n int) []Event {
 		evs := make([]Event, n)
 		for i := range evs {
@@ -515,6 +523,9 @@ func TestPipelineMetrics(t *testing.T) {
 sluice_events_total{outcome="accepted"} 3
 sluice_events_total{outcome="invalid"} 1
 sluice_events_total{outcome="rejected"} 11
+# HELP sluice_events_dropped_total Events lost after the client got its 2xx, by reason (only possible with --ack=enqueue).
+# TYPE sluice_events_dropped_total counter
+sluice_events_dropped_total{reason="wal_write"} 0
 # HELP sluice_intake_queue_capacity Requests the intake queue holds before answering 503.
 # TYPE sluice_intake_queue_capacity gauge
 sluice_intake_queue_capacity 1
@@ -526,7 +537,7 @@ sluice_intake_queue_length 1
 		t.Fatal(err)
 	}
 
-	close(app.gate)
+	release()
 	p.Close()
 	if err := p.Submit(&Batch{Events: events(1), Invalid: invalid(1)}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Submit after Close: %v, want ErrClosed", err)

@@ -51,6 +51,14 @@ type Config struct {
 	AdminListen string
 	// MaxBodyBytes caps a request body; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int
+	// MaxBatchEvents caps the events of one request; more get 413. Without
+	// it a 1 KiB gzip body of "1\n1\n…" would become half a million
+	// dead-letter records. Default 1000.
+	MaxBatchEvents int
+	// MaxHeaderBytes is the read buffer for a request's line and headers
+	// (first-party cookies make beacons' headers large); more get 431.
+	// Default 16 KiB.
+	MaxHeaderBytes int
 	// MaxEventBytes caps one event; larger ones go to the dead-letter topic
 	// (truncated), so no record can exceed Kafka's message size limit.
 	// Default 64 KiB.
@@ -82,6 +90,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatchEvents <= 0 {
+		c.MaxBatchEvents = 1000
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 16 << 10
 	}
 	if c.MaxEventBytes <= 0 {
 		c.MaxEventBytes = 64 << 10
@@ -147,11 +161,14 @@ func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
 		ErrorHandler:       s.handleServerError,
 		Name:               "sluice",
 		MaxRequestBodySize: cfg.MaxBodyBytes,
-		ReadTimeout:        cfg.ReadTimeout,
-		WriteTimeout:       cfg.WriteTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		CloseOnShutdown:    true,
-		Logger:             fasthttpLogger{s.log},
+		ReadBufferSize:     cfg.MaxHeaderBytes,
+		// Never echo request bytes (cookies, keys) in error details or logs.
+		SecureErrorLogMessage: true,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{s.log},
 	}
 	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 	return s, nil

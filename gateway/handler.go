@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -93,6 +94,11 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 	elems, err := splitBody(body)
 	if err != nil {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", err.Error())
+		return
+	}
+	if len(elems) > s.cfg.MaxBatchEvents {
+		s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too many events",
+			strconv.Itoa(len(elems))+" events in one request; the limit is "+strconv.Itoa(s.cfg.MaxBatchEvents))
 		return
 	}
 	s.accept(ctx, elems, s.respondJSON)
@@ -187,12 +193,12 @@ func (s *Server) respondJSON(ctx *fasthttp.RequestCtx, accepted, invalid int) {
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	out := append(ctx.Response.Body()[:0], `{"accepted":`...)
-	out = strconv.AppendInt(out, int64(accepted), 10)
-	out = append(out, `,"invalid":`...)
-	out = strconv.AppendInt(out, int64(invalid), 10)
-	out = append(out, '}')
-	ctx.Response.SetBodyRaw(out)
+	var out [64]byte
+	b := append(out[:0], `{"accepted":`...)
+	b = strconv.AppendInt(b, int64(accepted), 10)
+	b = append(b, `,"invalid":`...)
+	b = strconv.AppendInt(b, int64(invalid), 10)
+	ctx.SetBody(append(b, '}'))
 }
 
 var errAckTimeout = errors.New("timed out waiting for the write-ahead log")
@@ -203,11 +209,24 @@ func (s *Server) meta(ctx *fasthttp.RequestCtx) enrich.Meta {
 	return enrich.Meta{
 		ReceivedAt:    ctx.Time(),
 		RemoteAddr:    remote,
-		XForwardedFor: string(h.Peek("X-Forwarded-For")),
+		XForwardedFor: joinHeader(h.PeekAll("X-Forwarded-For")),
 		UserAgent:     string(h.UserAgent()),
 		Origin:        string(h.Peek("Origin")),
 		Referer:       string(h.Referer()),
 	}
+}
+
+// joinHeader joins a header's lines with commas, as RFC 9110 allows for
+// list headers: a proxy may add its own X-Forwarded-For line after the one a
+// client forged, and the rightmost hops are the ones to believe.
+func joinHeader(lines [][]byte) string {
+	switch len(lines) {
+	case 0:
+		return ""
+	case 1:
+		return string(lines[0])
+	}
+	return string(bytes.Join(lines, []byte(",")))
 }
 
 func (s *Server) unavailable(ctx *fasthttp.RequestCtx, err error) {
@@ -223,16 +242,23 @@ func (s *Server) unavailable(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// writeError answers {"error": ..., "detail": ...}.
+// errorBody is every 4xx/5xx answer's JSON body.
+type errorBody struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail"`
+}
+
+// writeError answers {"error": ..., "detail": ...}. encoding/json escapes
+// whatever the detail holds (a path with a NUL byte, invalid UTF-8) into
+// valid JSON; error answers are not the hot path.
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, code int, msg, detail string) {
+	body, err := json.Marshal(errorBody{Error: msg, Detail: detail})
+	if err != nil {
+		body = []byte(`{"error":"internal error","detail":"cannot encode the error"}`)
+	}
 	ctx.SetStatusCode(code)
 	ctx.SetContentType("application/json")
-	out := append(ctx.Response.Body()[:0], `{"error":`...)
-	out = strconv.AppendQuote(out, msg)
-	out = append(out, `,"detail":`...)
-	out = strconv.AppendQuote(out, detail)
-	out = append(out, '}', '\n')
-	ctx.Response.SetBodyRaw(out)
+	ctx.SetBody(append(body, '\n'))
 }
 
 // handleServerError answers errors fasthttp meets before the handler runs.
@@ -243,6 +269,9 @@ func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		code, msg = fasthttp.StatusRequestEntityTooLarge, "body too large"
 		err = errors.New("the body exceeds " + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes")
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)): // embeds the error without Unwrap
+		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers too large"
+		err = errors.New("the request line and headers exceed " + strconv.Itoa(s.cfg.MaxHeaderBytes) + " bytes")
 	default:
 		var te interface{ Timeout() bool }
 		if errors.As(err, &te) && te.Timeout() {

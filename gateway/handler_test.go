@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -441,4 +442,83 @@ func TestOversizedEventIsDeadLettered(t *testing.T) {
 	if dl.Reason != "event is "+strconv.Itoa(len(big))+" bytes, over the 100-byte limit" || dl.Raw != big {
 		t.Errorf("dead letter %s", recs[1].Value)
 	}
+}
+
+func TestTooManyEventsIs413(t *testing.T) {
+	g := newTestGateway(t, Config{MaxBatchEvents: 3}, enrich.Config{}, newFakeWAL())
+	if r := g.do(t, "POST", "/v1/beacon", "application/x-ndjson", "1\n1\n1\n", nil); r.code != 200 {
+		t.Fatalf("3 events: %d %s", r.code, r.body)
+	}
+	r := g.do(t, "POST", "/v1/beacon", "application/x-ndjson", "1\n1\n1\n1\n", nil)
+	if r.code != 413 || !strings.Contains(r.body, "4 events in one request; the limit is 3") {
+		t.Fatalf("4 events: %d %s, want 413 naming the limit", r.code, r.body)
+	}
+	if n := len(g.wal.records()); n != 3 {
+		t.Errorf("%d records, want only the first request's 3", n)
+	}
+}
+
+// A trusted proxy may append its own X-Forwarded-For line after one the
+// client forged; the hops are read across every line, rightmost first.
+func TestForwardedForAcrossHeaderLines(t *testing.T) {
+	proxies, err := enrich.ParseTrustedProxies("0.0.0.0/32,10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newTestGateway(t, Config{}, enrich.Config{TrustedProxies: proxies}, newFakeWAL())
+	req := "POST /v1/beacon HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n" +
+		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.7, 10.1.2.3\r\nContent-Length: 12\r\n\r\n{\"type\":\"a\"}"
+	if code := rawRequest(t, g, req); code != 204 {
+		t.Fatalf("status %d", code)
+	}
+	var env struct {
+		Context struct{ IP string } `json:"context"`
+	}
+	if err := json.Unmarshal(g.wal.records()[0].Value, &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.Context.IP != "203.0.113.7" {
+		t.Errorf("client ip %q, want 203.0.113.7 (the rightmost untrusted hop)", env.Context.IP)
+	}
+}
+
+func TestHugeHeadersAre431WithoutEcho(t *testing.T) {
+	g := newTestGateway(t, Config{MaxHeaderBytes: 4096}, enrich.Config{}, newFakeWAL())
+	secret := "session=" + strings.Repeat("s3cr3t", 2000)
+	r := g.do(t, "POST", "/v1/beacon", "application/json", `{"type":"a"}`, map[string]string{"Cookie": secret})
+	if r.code != 431 || strings.Contains(r.body, "s3cr3t") {
+		t.Fatalf("got %d %q, want 431 without the cookie", r.code, r.body)
+	}
+	var e errorBody
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Error != "headers too large" {
+		t.Errorf("body %q: %v", r.body, err)
+	}
+}
+
+func TestErrorBodiesAreValidJSON(t *testing.T) {
+	g := newTestGateway(t, Config{}, enrich.Config{}, newFakeWAL())
+	for _, path := range []string{"/%00", "/%ff%fe", "/\"quoted\"", "/%5Cbackslash"} {
+		r := g.do(t, "GET", path, "", "", nil)
+		if r.code != 404 || !json.Valid([]byte(r.body)) {
+			t.Errorf("GET %s: %d %q, want 404 with a valid JSON body", path, r.code, r.body)
+		}
+	}
+}
+
+// rawRequest writes req on a new connection and returns the status code.
+func rawRequest(t *testing.T, g *testGateway, req string) int {
+	t.Helper()
+	conn, err := g.client.Dial("sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode()
 }

@@ -23,6 +23,11 @@ var transparentGIF = []byte{
 var pixelEventParams = []string{"e", "data"}
 
 func (s *Server) handlePixel(ctx *fasthttp.RequestCtx) {
+	if ctx.IsHead() {
+		// Link checkers and prefetchers, not page views: answer, record nothing.
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
 	event, err := pixelEvent(ctx.QueryArgs())
 	if err != nil {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable pixel", err.Error())

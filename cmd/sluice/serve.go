@@ -30,6 +30,8 @@ type serveConfig struct {
 	dataDir             string
 	maxBodyBytes        int
 	maxEventBytes       int
+	maxBatchEvents      int
+	maxHeaderBytes      int
 	ack                 string
 	ackTimeout          time.Duration
 	trustedProxies      string
@@ -57,6 +59,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the write-ahead buffer (wal/) and the embedded broker (kafka/)")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", 64<<10, "largest single event; larger ones go to the dead-letter topic, truncated")
+	fs.IntVar(&c.maxBatchEvents, "max-batch-events", 1000, "most events in one request; more get 413")
+	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", 16<<10, "largest request line plus headers (cookies included); larger get 431")
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
@@ -101,6 +105,8 @@ func (c *serveConfig) validate() error {
 	_, err := gateway.ParseAckMode(c.ack)
 	check(err == nil, "--ack: %v", err)
 	check(c.ackTimeout > 0, "--ack-timeout must be positive")
+	check(c.maxBatchEvents > 0, "--max-batch-events must be positive, got %d", c.maxBatchEvents)
+	check(c.maxHeaderBytes >= 4096, "--max-header-bytes must be at least 4096, got %d", c.maxHeaderBytes)
 	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
 	check(err == nil, "--trusted-proxies: %v", err)
 	check(c.workers >= 0, "--workers must not be negative")
@@ -162,7 +168,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	instance, err := instanceID(c.dataDir)
+	instance, err := instanceID(c.dataDir, log)
 	if err != nil {
 		return err
 	}
@@ -205,6 +211,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	})
 	gw, err := gateway.New(gateway.Config{
 		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes, MaxEventBytes: c.maxEventBytes,
+		MaxBatchEvents: c.maxBatchEvents, MaxHeaderBytes: c.maxHeaderBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
 	}, pipeline)
 	if err == nil {
@@ -212,8 +219,12 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	}
 	if err != nil {
 		pipeline.Close()
+		// Kafka may be down with a backlog in flight: do not wait on it, the
+		// WAL still has every record.
+		flushCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		sink.Close(flushCtx)
+		cancel()
 		shipper.Close()
-		sink.Close(context.Background())
 		closeAll(buf, embedded)
 		return err
 	}
@@ -231,9 +242,8 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 	step := func(name string, t0 time.Time, args ...any) {
 		log.Info("shutdown: "+name, append([]any{"took", time.Since(t0).Round(time.Microsecond)}, args...)...)
 	}
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), c.drainTimeout)
-	defer cancelDrain()
-	again, stopAgain := signal.NotifyContext(drainCtx, syscall.SIGTERM, syscall.SIGINT)
+	// A second signal cuts every wait short; each wait also has its own bound.
+	again, stopAgain := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopAgain()
 
 	t := time.Now()
@@ -248,7 +258,11 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 
 	var errs []error
 	t = time.Now()
-	listenerErr := gw.Shutdown(again)
+	// In-flight requests end within their WAL wait (--ack-timeout) plus the
+	// time to write the answer.
+	listenerCtx, cancelListener := context.WithTimeout(again, c.ackTimeout+5*time.Second)
+	listenerErr := gw.Shutdown(listenerCtx)
+	cancelListener()
 	if listenerErr != nil {
 		// Cut short by a second signal: requests still in flight get 503
 		// from the closed intake; nothing acknowledged is lost.
@@ -264,7 +278,9 @@ func shutdown(c *serveConfig, log *slog.Logger, gw *gateway.Server, pipeline *en
 	step("intake drained into the WAL", t, "last_index", buf.LastIndex())
 
 	t = time.Now()
-	if err := shipper.Drain(again); err != nil {
+	drainCtx, cancelDrain := context.WithTimeout(again, c.drainTimeout)
+	defer cancelDrain()
+	if err := shipper.Drain(drainCtx); err != nil {
 		log.Warn("shutdown: drain incomplete; the rest ships on the next start", "err", err)
 	}
 	step("shipper drained", t, "acked_index", shipper.AckedIndex(), "backlog", shipper.Backlog())
@@ -307,27 +323,55 @@ func closeAll(buf *buffer.Buffer, embedded *kafka.Embedded) {
 }
 
 // instanceID is this gateway's stable identity, stored in the data dir so it
-// survives restarts; it is written in every record's headers.
-func instanceID(dataDir string) (string, error) {
+// survives restarts; it is written in every record's headers. The file is
+// made durable (file and directory fsync); an empty or damaged one, which
+// only a crash during the very first start can leave, is replaced with a
+// warning rather than stopping the gateway.
+func instanceID(dataDir string, log *slog.Logger) (string, error) {
 	path := filepath.Join(dataDir, "instance-id")
 	b, err := os.ReadFile(path)
-	if err == nil {
+	switch {
+	case err == nil:
 		id := strings.TrimSpace(string(b))
-		if _, perr := uuid.Parse(id); perr != nil {
-			return "", fmt.Errorf("instance id in %s is not a UUID: %q", path, id)
+		if _, perr := uuid.Parse(id); perr == nil {
+			return id, nil
 		}
-		return id, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+		log.Warn("instance id file is damaged; writing a new id", "path", path, "content", id)
+	case !errors.Is(err, os.ErrNotExist):
 		return "", fmt.Errorf("read instance id: %w", err)
 	}
 	id := uuid.NewString()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("write instance id: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeFileDurably(path, []byte(id+"\n")); err != nil {
 		return "", fmt.Errorf("write instance id: %w", err)
 	}
 	return id, nil
+}
+
+// writeFileDurably writes path through a temp file, fsync, rename and an
+// fsync of the directory.
+func writeFileDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
