@@ -94,17 +94,9 @@ func runCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	switch {
-	case c.kind == "single":
-		c.eventsPerReq = 1
-	case len(c.kind) > 5 && c.kind[:5] == "batch":
-		n, err := strconv.Atoi(c.kind[5:])
-		if err != nil || n < 1 {
-			return fmt.Errorf("-kind %q: want single or batchN with N >= 1", c.kind)
-		}
-		c.eventsPerReq = n
-	default:
-		return fmt.Errorf("-kind %q: want single or batchN", c.kind)
+	var err error
+	if c.eventsPerReq, err = parseKind(c.kind); err != nil {
+		return err
 	}
 	if c.conns < 1 || c.duration <= 0 || c.warmup < 0 || c.timeout <= 0 || c.bodies < 1 {
 		return errors.New("-conns, -duration, -timeout and -bodies must be positive, -warmup not negative")
@@ -127,6 +119,22 @@ func runCmd(args []string) error {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// parseKind returns the events per request of a body kind: single (1) or
+// batchN (N).
+func parseKind(kind string) (int, error) {
+	switch {
+	case kind == "single":
+		return 1, nil
+	case len(kind) > 5 && kind[:5] == "batch":
+		n, err := strconv.Atoi(kind[5:])
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("-kind %q: want single or batchN with N >= 1", kind)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("-kind %q: want single or batchN", kind)
 }
 
 func checkLoopback(host string, allowRemote bool) error {
@@ -360,6 +368,7 @@ type event struct {
 	Type        string `json:"type"`
 	AnonymousID string `json:"anonymous_id"`
 	SentAt      string `json:"sent_at"`
+	Mark        string `json:"mark,omitempty"` // loadgen open: run id and sequence number
 	Props       props  `json:"props"`
 }
 
@@ -379,6 +388,12 @@ type props struct {
 // perReq is 1, else an array of one visitor's events) before the run, so the
 // loop itself allocates nothing. props is about 200 bytes of JSON.
 func buildBodies(n, perReq int, seed uint64) ([][]byte, int) {
+	return buildBodiesMarked(n, perReq, seed, "")
+}
+
+// buildBodiesMarked is buildBodies with every event's "mark" field set to
+// mark (omitted when empty); the random content is the same for a seed.
+func buildBodiesMarked(n, perReq int, seed uint64, mark string) ([][]byte, int) {
 	r := rand.New(rand.NewPCG(seed, uint64(perReq)))
 	sentAt := time.Now().UTC().Truncate(time.Second)
 	sections := []string{"products", "blog", "docs", "cart", "search", "account"}
@@ -391,6 +406,7 @@ func buildBodies(n, perReq int, seed uint64) ([][]byte, int) {
 			sec := sections[r.IntN(len(sections))]
 			evs[j] = event{
 				Type: "page_view", AnonymousID: anon, SentAt: sentAt.Add(time.Duration(j) * time.Second).Format(time.RFC3339),
+				Mark: mark,
 				Props: props{
 					Path:        fmt.Sprintf("/%s/item-%06d", sec, r.IntN(1000000)),
 					Title:       fmt.Sprintf("Item %d | Example Store, %s", r.IntN(100000), sec),

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	topic    = "beacons"
+	dlqTopic = "beacons-invalid"
+)
+
+// startKafka starts franz-go's in-process fake Kafka (kfake) in bench's own
+// process, on 127.0.0.1, in memory, with both of Sluice's topics. Sluice is
+// pointed at it with --kafka-brokers, so bench can inject faults (Fault,
+// ShufflePartitionLeaders) and read the topic afterwards. Its CPU is bench's
+// ("harness cores" in the report), not Sluice's.
+func startKafka(brokers int) (*kfake.Cluster, error) {
+	return kfake.NewCluster(
+		kfake.NumBrokers(brokers),
+		kfake.SeedTopics(6, topic, dlqTopic),
+		kfake.ClusterID("sluice-bench"),
+	)
+}
+
+// verification compares what the generator was told (2xx) with what is in
+// Kafka. Sequence numbers are events: request i's event j is i*perReq+j.
+type verification struct {
+	Records       uint64   `json:"records"`     // records in the topic
+	DLQRecords    uint64   `json:"dlq_records"` // records in the dead-letter topic
+	Offered       uint64   `json:"offered"`     // events scheduled
+	Sent          uint64   `json:"sent"`        // events written to a connection
+	Acked         uint64   `json:"acked"`       // events in 2xx answers
+	Found         uint64   `json:"found"`       // acknowledged events found at least once
+	Missing       uint64   `json:"missing"`     // acknowledged events not found
+	Duplicates    uint64   `json:"duplicates"`  // extra copies of any event
+	UnackedFound  uint64   `json:"unacked_found"`
+	Foreign       uint64   `json:"foreign"` // records without this run's mark
+	MissingSample []uint64 `json:"missing_sample,omitempty"`
+	Complete      bool     `json:"complete"` // read up to the end offsets
+	ReadS         float64  `json:"read_s"`
+}
+
+// bitmap is loadgen's -acked-out file: bit i of word i/64 is request i.
+type bitmap []uint64
+
+func (b bitmap) has(i uint64) bool {
+	w := i / 64
+	return w < uint64(len(b)) && b[w]&(1<<(i%64)) != 0
+}
+
+func (b bitmap) count() uint64 {
+	var n uint64
+	for _, w := range b {
+		for ; w != 0; w &= w - 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// findMark returns the sequence number in a record value's
+// "mark":"<runID>-<digits>", if the value has one of this run.
+func findMark(value []byte, needle []byte) (uint64, bool) {
+	i := bytes.Index(value, needle)
+	if i < 0 {
+		return 0, false
+	}
+	d := value[i+len(needle):]
+	const digits = 12
+	if len(d) < digits {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range d[:digits] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
+}
+
+// verifyTopic reads the whole topic from the start and checks every
+// acknowledged event of the run is there.
+func verifyTopic(ctx context.Context, brokers []string, runID string, perReq int, slots, sentReqs uint64, acked bitmap, limit time.Duration) (*verification, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	v := &verification{Offered: slots * uint64(perReq), Sent: sentReqs * uint64(perReq), Acked: acked.count() * uint64(perReq)}
+
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	ac := kadm.NewClient(adm)
+	ends, err := ac.ListEndOffsets(ctx, topic, dlqTopic)
+	if err == nil {
+		err = ends.Error()
+	}
+	starts, err2 := ac.ListStartOffsets(ctx, topic)
+	adm.Close()
+	if err != nil || err2 != nil {
+		return nil, fmt.Errorf("list offsets: %v %v", err, err2)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Topic == dlqTopic {
+			v.DLQRecords += uint64(o.Offset)
+			return
+		}
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	starts.Each(func(o kadm.ListedOffset) {
+		if e, ok := want[o.Partition]; ok && o.Offset >= e {
+			delete(want, o.Partition)
+		}
+	})
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	seen := make([]uint8, slots*uint64(perReq))
+	needle := []byte(`"mark":"` + runID + "-")
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			v.Records++
+			if e, ok := want[r.Partition]; ok && r.Offset+1 >= e {
+				delete(want, r.Partition)
+			}
+			seq, ok := findMark(r.Value, needle)
+			if !ok || seq >= uint64(len(seen)) {
+				v.Foreign++
+				return
+			}
+			if seen[seq] < 255 {
+				seen[seq]++
+			}
+		})
+	}
+	v.Complete = len(want) == 0
+	for seq, n := range seen {
+		isAcked := acked.has(uint64(seq) / uint64(perReq))
+		if n > 1 {
+			v.Duplicates += uint64(n - 1)
+		}
+		switch {
+		case isAcked && n > 0:
+			v.Found++
+		case isAcked:
+			v.Missing++
+			if len(v.MissingSample) < 10 {
+				v.MissingSample = append(v.MissingSample, uint64(seq))
+			}
+		case n > 0:
+			v.UnackedFound++
+		}
+	}
+	v.ReadS = round3(time.Since(start).Seconds())
+	return v, nil
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Lines loadgen prints on stderr at the edges of its measured window.
+const (
+	markStart = "loadgen: measured window starts"
+	markEnd   = "loadgen: measured window ends"
+)
+
+// secondLine is one per-second line of "loadgen open" (see its openSecond).
+type secondLine struct {
+	T        int         `json:"t"`
+	Warmup   bool        `json:"warmup,omitempty"`
+	Offered  uint64      `json:"offered"`
+	Sent     uint64      `json:"sent"`
+	OK       uint64      `json:"ok"`
+	Non2xx   uint64      `json:"non2xx"`
+	Errors   uint64      `json:"errors"`
+	Late     uint64      `json:"late"`
+	Unsent   uint64      `json:"unsent"`
+	P50ms    float64     `json:"p50_ms"`
+	P90ms    float64     `json:"p90_ms"`
+	P99ms    float64     `json:"p99_ms"`
+	P999ms   float64     `json:"p999_ms"`
+	MaxMs    float64     `json:"max_ms"`
+	Hist     [][2]uint64 `json:"hist"`
+	LagP99ms float64     `json:"lag_p99_ms"`
+}
+
+// openSummary is the summary line of "loadgen open" (see its openResult).
+type openSummary struct {
+	Kind         string            `json:"kind"`
+	ContentType  string            `json:"content_type"`
+	EventsPerReq int               `json:"events_per_request"`
+	BodyBytes    int               `json:"body_bytes_mean"`
+	RunID        string            `json:"run_id"`
+	Rate         float64           `json:"rate"`
+	Conns        int               `json:"conns"`
+	StartUnixNs  int64             `json:"start_unix_ns"`
+	WarmupS      float64           `json:"warmup_s"`
+	WindowS      float64           `json:"window_s"`
+	Slots        uint64            `json:"slots"`
+	Offered      uint64            `json:"offered"`
+	Sent         uint64            `json:"sent"`
+	OKRequests   uint64            `json:"ok_requests"`
+	Events       uint64            `json:"events"`
+	Non2xx       uint64            `json:"non2xx"`
+	ErrorsN      uint64            `json:"errors_n"`
+	Late         uint64            `json:"late"`
+	Unsent       uint64            `json:"unsent"`
+	OfferedRPS   float64           `json:"offered_rps"`
+	OfferedEPS   float64           `json:"offered_eps"`
+	RPS          float64           `json:"rps"`
+	EPS          float64           `json:"eps"`
+	P50ms        float64           `json:"p50_ms"`
+	P90ms        float64           `json:"p90_ms"`
+	P99ms        float64           `json:"p99_ms"`
+	P999ms       float64           `json:"p999_ms"`
+	MaxMs        float64           `json:"max_ms"`
+	MeanMs       float64           `json:"mean_ms"`
+	LagP50ms     float64           `json:"send_lag_p50_ms"`
+	LagP99ms     float64           `json:"send_lag_p99_ms"`
+	LagMaxMs     float64           `json:"send_lag_max_ms"`
+	Status       map[string]uint64 `json:"status"`
+	Errors       map[string]uint64 `json:"errors"`
+	Reconnects   uint64            `json:"reconnects"`
+	LoadgenCPUs  float64           `json:"loadgen_cpu_s"`
+	Interrupted  bool              `json:"interrupted,omitempty"`
+}
+
+// failed is every request of the window that did not get a 2xx.
+func (s *openSummary) failed() uint64 { return s.Non2xx + s.ErrorsN + s.Unsent }
+
+type openArgs struct {
+	url, kind                 string
+	rate                      float64
+	duration, warmup, timeout time.Duration
+	conns                     int
+	runID, ackedOut           string
+}
+
+// openRun is one "loadgen open" invocation and what bench measured around it.
+type openRun struct {
+	Summary   openSummary  `json:"loadgen"`
+	Seconds   []secondLine `json:"seconds"`
+	CPU       cpuUse       `json:"cpu"`
+	RSSMaxMiB float64      `json:"server_rss_max_mib"`
+	// Wall-clock edges of the measured window as bench saw the markers.
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+}
+
+// windowHooks let a caller act at the edges of loadgen's measured window:
+// onStart runs on its own goroutine (it may last the whole window), onEnd
+// synchronously; runOpen waits for onStart to return.
+type windowHooks struct {
+	onStart func()
+	onEnd   func()
+}
+
+// runOpen runs "loadgen open", measures the server's (serverPID) CPU and RSS
+// and the machine's CPU over the measured window, and parses the output.
+func runOpen(ctx context.Context, bin string, a openArgs, serverPID int, h windowHooks) (*openRun, error) {
+	limit := a.warmup + a.duration + a.timeout + 60*time.Second
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	args := []string{"open", "-url", a.url, "-kind", a.kind,
+		"-rate", strconv.FormatFloat(a.rate, 'f', 3, 64),
+		"-duration", a.duration.String(), "-warmup", a.warmup.String(), "-timeout", a.timeout.String(),
+		"-conns", strconv.Itoa(a.conns)}
+	if a.runID != "" {
+		args = append(args, "-run-id", a.runID)
+	}
+	if a.ackedOut != "" {
+		args = append(args, "-acked-out", a.ackedOut)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	r := &openRun{}
+	var (
+		wg       sync.WaitGroup
+		snap0    cpuSnap
+		snap1    cpuSnap
+		rssMax   float64
+		rssMu    sync.Mutex
+		stopRSS  = make(chan struct{})
+		rssOnce  sync.Once
+		endRSS   = func() { rssOnce.Do(func() { close(stopRSS) }) }
+		started  bool
+		finished bool
+	)
+	sampleRSS := func() {
+		if v, err := procRSS(serverPID); err == nil {
+			rssMu.Lock()
+			rssMax = max(rssMax, v)
+			rssMu.Unlock()
+		}
+	}
+	readLines(stderr, func(line []byte) {
+		switch string(bytes.TrimSpace(line)) {
+		case markStart:
+			started = true
+			r.WindowStart = time.Now()
+			snap0 = takeCPU(serverPID, cmd.Process.Pid)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(250 * time.Millisecond)
+				defer tick.Stop()
+				sampleRSS()
+				for {
+					select {
+					case <-stopRSS:
+						return
+					case <-tick.C:
+						sampleRSS()
+					}
+				}
+			}()
+			if h.onStart != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); h.onStart() }()
+			}
+		case markEnd:
+			finished = true
+			r.WindowEnd = time.Now()
+			snap1 = takeCPU(serverPID, cmd.Process.Pid)
+			sampleRSS()
+			endRSS()
+			if h.onEnd != nil {
+				h.onEnd()
+			}
+		default:
+			os.Stderr.Write(append(append([]byte("  loadgen: "), line...), '\n'))
+		}
+	})
+	err = cmd.Wait()
+	endRSS()
+	if started && !finished && h.onEnd != nil {
+		h.onEnd()
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("loadgen open: %w", err)
+	}
+	if !started || !finished {
+		return nil, fmt.Errorf("loadgen open did not mark its measured window")
+	}
+	r.CPU = cpuBetween(snap0, snap1)
+	r.RSSMaxMiB = round3(rssMax / (1 << 20))
+	if err := parseOpenOutput(out.Bytes(), r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func parseOpenOutput(b []byte, r *openRun) error {
+	var gotSummary bool
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil {
+			return fmt.Errorf("loadgen open output: %w", err)
+		}
+		switch head.Type {
+		case "second":
+			var s secondLine
+			if err := json.Unmarshal(line, &s); err != nil {
+				return err
+			}
+			r.Seconds = append(r.Seconds, s)
+		case "summary":
+			if err := json.Unmarshal(line, &r.Summary); err != nil {
+				return err
+			}
+			gotSummary = true
+		}
+	}
+	if !gotSummary {
+		return fmt.Errorf("loadgen open printed no summary")
+	}
+	return nil
+}
+
+// closedProbe is the result of a short closed-loop "loadgen run": a first
+// estimate of a target's capacity that places the open-loop steps.
+type closedProbe struct {
+	EPS   float64 `json:"eps"`
+	RPS   float64 `json:"rps"`
+	P99ms float64 `json:"p99_ms"`
+}
+
+func runProbe(ctx context.Context, bin, url, kind string, conns int, d time.Duration) (*closedProbe, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+40*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "-url", url, "-conns", strconv.Itoa(conns),
+		"-duration", d.String(), "-warmup", "1s", "-kind", kind, "-timeout", "5s")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("loadgen run: %w", err)
+	}
+	var p closedProbe
+	if err := json.Unmarshal(bytes.TrimSpace(out), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// phaseStats is a stretch of seconds of one loadgen run.
+type phaseStats struct {
+	Seconds  int     `json:"seconds"`
+	Offered  uint64  `json:"offered"`
+	OK       uint64  `json:"ok"`
+	Failed   uint64  `json:"failed"` // non-2xx, errors, unsent
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	P999ms   float64 `json:"p999_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	Answered uint64  `json:"answered"` // requests with a latency (answers and timeouts)
+}
+
+// mergeSeconds merges the latency histograms of the seconds of the schedule
+// that overlap [from, to), and sums their counters.
+func mergeSeconds(secs []secondLine, from, to float64) phaseStats {
+	var h histogram
+	var ps phaseStats
+	var maxMs float64
+	for _, s := range secs {
+		if t := float64(s.T); t >= to || t+1 <= from {
+			continue
+		}
+		ps.Seconds++
+		ps.Offered += s.Offered
+		ps.OK += s.OK
+		ps.Failed += s.Non2xx + s.Errors + s.Unsent
+		for _, bc := range s.Hist {
+			if int(bc[0]) < len(h.counts) {
+				h.counts[bc[0]] += bc[1]
+				h.total += bc[1]
+			}
+		}
+		maxMs = max(maxMs, s.MaxMs)
+	}
+	h.max = uint64(maxMs * 1e6)
+	ms := func(d time.Duration) float64 { return round3(float64(d) / 1e6) }
+	ps.Answered = h.total
+	ps.P50ms, ps.P99ms, ps.P999ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99)), ms(h.ValueAtQuantile(99.9))
+	ps.MaxMs = maxMs
+	return ps
+}

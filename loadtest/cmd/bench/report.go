@@ -1,0 +1,370 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// headline is one body kind's comparison of Sluice and the no-op server.
+type headline struct {
+	Kind                      string
+	NoopSatEPS, SluiceSatEPS  float64 // achieved events/s at the highest sustained step
+	Ratio                     float64 // Sluice / noop
+	NoopHalf, SluiceHalf      *step   // the 50 % steps
+	NoopSat, SluiceSat        *step
+	NoopPeak, SluicePeak      float64
+	CPURatioSat, CPURatioHalf float64
+}
+
+func headlines(res *results) []headline {
+	var out []headline
+	for _, kind := range kindsOf(res) {
+		h := headline{Kind: kind}
+		if s := res.find(kind, "noop"); s != nil {
+			h.NoopSat, h.NoopHalf, h.NoopPeak = s.saturation(), s.half(), s.peakEPS()
+		}
+		if s := res.find(kind, "sluice"); s != nil {
+			h.SluiceSat, h.SluiceHalf, h.SluicePeak = s.saturation(), s.half(), s.peakEPS()
+		}
+		if h.NoopSat != nil {
+			h.NoopSatEPS = h.NoopSat.Run.Summary.EPS
+		}
+		if h.SluiceSat != nil {
+			h.SluiceSatEPS = h.SluiceSat.Run.Summary.EPS
+		}
+		if h.NoopSatEPS > 0 {
+			h.Ratio = h.SluiceSatEPS / h.NoopSatEPS
+		}
+		h.CPURatioSat = cpuRatio(h.SluiceSat, h.NoopSat)
+		h.CPURatioHalf = cpuRatio(h.SluiceHalf, h.NoopHalf)
+		out = append(out, h)
+	}
+	return out
+}
+
+func cpuRatio(a, b *step) float64 {
+	if a == nil || b == nil || b.UsPerEvent == 0 {
+		return 0
+	}
+	return a.UsPerEvent / b.UsPerEvent
+}
+
+func kindsOf(res *results) []string {
+	var kinds []string
+	seen := map[string]bool{}
+	for _, s := range res.Series {
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			kinds = append(kinds, s.Kind)
+		}
+	}
+	return kinds
+}
+
+// orDash formats a value, or "–" when there is none.
+func orDash(ok bool, format string, args ...any) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+func stepP(s *step, f func(*openSummary) float64) string {
+	if s == nil {
+		return "–"
+	}
+	return fmtMs(f(&s.Run.Summary))
+}
+
+func buildReport(res *results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := res.Machine
+	took := res.Finished.Sub(res.Started).Round(time.Second)
+	p("# Sluice benchmark, %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	p("`%s` (what `make bench` runs), %v in all; sluice %s, %s.\n\n", res.Command, took, m.Commit, m.Go)
+	p("**Machine:** %d cores (%s), %s RAM, Linux %s. Disk: 4 KiB append + fsync p50 %.2f ms, p99 %.2f ms (%.0f/s). "+
+		"Host busy before the run: %.2f cores.\n\n", m.Cores, m.CPUModel, m.MemTotal, m.Kernel, m.Fsync.P50ms, m.Fsync.P99ms, m.Fsync.PerSecond, m.BusyBefore)
+	p("**Load:** `loadgen open`, a separate process: open loop, requests due at evenly spaced intended times, "+
+		"released by a pacer to a pool of %d keep-alive connections; latency is measured from the **intended** send "+
+		"time, so a stall shows as latency instead of slowing the load down (no coordinated omission). "+
+		"Each step: %.0f s warm-up at the step's rate, then %.0f s measured (%.0f s for the step at 50 %% of saturation). Bodies: `single` = one `page_view` "+
+		"event (~375 B, `text/plain`, as `navigator.sendBeacon` sends), `batch20` = a JSON array of 20 (~7.5 KB, "+
+		"`application/json`); every event carries a unique mark (run id + sequence number).\n\n", res.Conns, res.WarmupS, res.StepS, res.HalfS)
+	p("**Targets:** the no-op server (`loadgen noop`, fasthttp, answers 204) and Sluice (`sluice serve`, defaults: `--ack disk`, " +
+		"i.e. every 2xx waits for the WAL's fsync")
+	if len(res.SluiceArg) > 0 {
+		p(", plus `%s`", strings.Join(res.SluiceArg, " "))
+	}
+	p("). Sluice ships to **kfake run inside the bench process** (franz-go's fake Kafka, 3 brokers, in memory) via "+
+		"`--kafka-brokers`, for the saturation steps and the scenarios alike: a fresh broker and a fresh Sluice data dir "+
+		"per series and per scenario. Sluice's CPU therefore excludes the broker (its CPU is in *harness cores*). "+
+		"Generator, server and broker share the machine's %d cores: the ratios matter more than the absolute numbers.\n\n", m.Cores)
+	p("**Saturation:** the rate steps up (fractions of a 2 s closed-loop probe, then ×1.2) until a step fails — "+
+		"more than %.0f%% of requests failed (non-2xx, errors, never sent), fewer than %.0f%% of the offered events "+
+		"acknowledged, p99 above %.0f ms (exploded) or p50 above %.0f ms (a standing queue; a short stall the server recovers from lifts "+
+		"only the upper percentiles) — then up to two bisection steps; *saturation* is the highest step that kept up "+
+		"(its achieved events/s), and a last, longer step runs at 50 %% of that rate.\n\n",
+		100*res.Criteria.MaxFailedFrac, 100*res.Criteria.MinAchieved, res.Criteria.MaxP99ms, res.Criteria.MaxP50ms)
+
+	p("## Headline\n\n")
+	p("| body | no-op saturation events/s | Sluice saturation events/s | **Sluice / no-op** | Sluice p50 / p99 / p99.9 ms at 50 %% of its saturation | no-op p50 / p99 / p99.9 ms at 50 %% | Sluice CPU µs/event (at saturation, at 50 %%) | no-op CPU µs/event (at saturation, at 50 %%) | CPU ratio (at saturation, at 50 %%) | RSS max MiB Sluice / no-op |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, h := range headlines(res) {
+		pct := func(s *step) string {
+			if s == nil {
+				return "–"
+			}
+			x := &s.Run.Summary
+			return fmt.Sprintf("%s / **%s** / %s", fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms))
+		}
+		us := func(a, b *step) string {
+			return orDash(a != nil && b != nil, "%.1f, %.1f", usOf(a), usOf(b))
+		}
+		rss := func(kind, target string) float64 {
+			var v float64
+			if s := res.find(kind, target); s != nil {
+				for _, st := range s.Steps {
+					v = max(v, st.Run.RSSMaxMiB)
+				}
+			}
+			return v
+		}
+		p("| %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %.0f / %.0f |\n", h.Kind,
+			orDash(h.NoopSatEPS > 0, "%.0f", h.NoopSatEPS), orDash(h.SluiceSatEPS > 0, "%.0f", h.SluiceSatEPS),
+			orDash(h.Ratio > 0, "%.3f", h.Ratio), pct(h.SluiceHalf), pct(h.NoopHalf),
+			us(h.SluiceSat, h.SluiceHalf), us(h.NoopSat, h.NoopHalf),
+			orDash(h.CPURatioSat > 0, "%.1f×, %.1f×", h.CPURatioSat, h.CPURatioHalf),
+			rss(h.Kind, "sluice"), rss(h.Kind, "noop"))
+	}
+	p("\nSaturation = achieved events/s of the highest step that kept up; the most any step pushed through (overloaded steps included): ")
+	var peaks []string
+	for _, h := range headlines(res) {
+		peaks = append(peaks, fmt.Sprintf("%s no-op %.0f, Sluice %.0f", h.Kind, h.NoopPeak, h.SluicePeak))
+	}
+	p("%s events/s. CPU µs/event = the server process's utime+stime over the window / events acknowledged.\n\n", strings.Join(peaks, "; "))
+
+	if len(res.Scenarios) > 0 {
+		writeScenarios(&b, res)
+	}
+
+	if len(res.Plots) > 0 {
+		p("## Plots\n\n")
+		for _, f := range res.Plots {
+			p("![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
+		}
+	}
+
+	p("## Every step\n\n")
+	p("Latencies in ms from the intended send time. *failed*: non-2xx, transport errors and requests never sent; " +
+		"*late*: requests that waited > 1 ms for a free connection; *lag p99*: the generator's own send lag; " +
+		"*harness*: bench itself (the in-process kfake); *other*: the rest of the machine.\n\n")
+	for _, se := range res.Series {
+		p("### %s → %s", se.Kind, se.Target)
+		if se.Probe != nil {
+			p(" (closed-loop probe, 64 connections: %.0f req/s, %.0f events/s)", se.Probe.RPS, se.Probe.EPS)
+		}
+		p("\n\n")
+		p("| # | step | offered req/s | offered ev/s | achieved ev/s | p50 | p99 | p99.9 | max | failed | late | server cores | µs/event | RSS MiB | loadgen cores | harness cores | other cores | lag p99 | verdict |\n")
+		p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for i, st := range se.Steps {
+			x := &st.Run.Summary
+			c := st.Run.CPU
+			p("| %d | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %d | %d | %.2f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+				i+1, st.Purpose, x.OfferedRPS, x.OfferedEPS, x.EPS, fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms), fmtMs(x.MaxMs),
+				x.failed(), x.Late, c.ServerCores, st.UsPerEvent, st.Run.RSSMaxMiB, c.LoadgenCores, c.HarnessCores, c.OtherCores,
+				x.LagP99ms, verdict(st))
+		}
+		if se.Target == "sluice" {
+			p("\nInside Sluice (its /metrics over each window):\n\n")
+			p("| # | accepted/s | shipped/s | records/fsync | fsync mean ms | backlog max | backlog at end | drained after s | rejected | invalid | ship errors |\n")
+			p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			for i, st := range se.Steps {
+				w := st.Sluice
+				if w == nil {
+					continue
+				}
+				p("| %d | %.0f | %.0f | %.1f | %.3f | %.0f | %.0f | %s | %.0f | %.0f | %.0f |\n", i+1, w.AcceptedPerS, w.ShippedPerS,
+					w.RecordsPerFsync, w.FsyncMeanMs, w.BacklogMax, w.BacklogEnd, orDash(w.Drained, "%.1f", w.DrainS), w.Rejected, w.Invalid, w.ShipErrors)
+			}
+		}
+		if se.Note != "" {
+			p("\nNote: %s\n", se.Note)
+		}
+		p("\n")
+	}
+
+	p("## Checks\n\n")
+	for _, n := range checks(res) {
+		p("- %s\n", n)
+	}
+	p("\nRaw data (git-ignored): `raw/results.json` (everything above, and every second of every step and scenario with its latency histogram; `go run ./loadtest/cmd/bench -replot DIR` redraws the report and plots from it), `raw/sluice-*.log`, `raw/acked-*.bin`.\n")
+	return b.String()
+}
+
+func usOf(s *step) float64 {
+	if s == nil {
+		return 0
+	}
+	return s.UsPerEvent
+}
+
+func verdict(st *step) string {
+	if st.Pass {
+		return "kept up"
+	}
+	return "**" + st.Reason + "**"
+}
+
+func writeScenarios(b *strings.Builder, res *results) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	p("## Fault scenarios\n\n")
+	p("Single events at a constant rate (50 %% of Sluice's single-event saturation), a fresh Sluice and kfake each. " +
+		"*Offered* events were due, *sent* were written to a connection, *acked* got a 2xx; after the load bench waits for " +
+		"Sluice's backlog to reach 0, stops it (SIGTERM), reads the whole topic from the start and looks for every " +
+		"acknowledged mark. Latency (ms, from the intended send time) before, during and after the fault window.\n\n")
+	p("| scenario | events/s | fault window s | offered | sent | acked | found | **missing** | duplicates | unacked but found | p99 before | p99 during | p99 after | max during | failed during | backlog peak | drained after s | other procs cores |\n")
+	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, sr := range res.Scenarios {
+		if sr.Run == nil || sr.Verify == nil {
+			p("| %s | %.0f | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – |\n", sr.Spec.Name, sr.Rate)
+			continue
+		}
+		v := sr.Verify
+		win := "–"
+		before, during, after := sr.Whole, phaseStats{}, phaseStats{}
+		if len(sr.Windows) > 0 {
+			w := sr.Windows[0]
+			win = fmt.Sprintf("%.1f–%.1f", w.From, w.To)
+			before, during, after = sr.Before, sr.During, sr.After
+		}
+		ph := func(x phaseStats, f func(phaseStats) float64) string { return orDash(x.Seconds > 0, "%s", fmtMs(f(x))) }
+		p("| %s | %.0f | %s | %d | %d | %d | %d | **%d** | %d | %d | %s | %s | %s | %s | %s | %.0f | %s | %.2f |\n",
+			sr.Spec.Name, sr.Rate, win, v.Offered, v.Sent, v.Acked, v.Found, v.Missing, v.Duplicates, v.UnackedFound,
+			ph(before, func(x phaseStats) float64 { return x.P99ms }), ph(during, func(x phaseStats) float64 { return x.P99ms }),
+			ph(after, func(x phaseStats) float64 { return x.P99ms }), ph(during, func(x phaseStats) float64 { return x.MaxMs }),
+			orDash(during.Seconds > 0, "%d", during.Failed), sr.BacklogMax, orDash(sr.Drained, "%.1f", sr.DrainS), sr.OtherCores)
+	}
+	p("\n")
+	for _, sr := range res.Scenarios {
+		var notes []string
+		if sr.Err != "" {
+			notes = append(notes, "error: "+sr.Err)
+		}
+		if sr.Spec.Fault == "outage" {
+			notes = append(notes, fmt.Sprintf("kfake failed %d produce requests with NOT_ENOUGH_REPLICAS (a retriable error: franz-go retries, Sluice's WAL holds the backlog)", sr.FaultHits))
+			if d, peak, ok := resumed(sr); ok {
+				notes = append(notes, fmt.Sprintf("shipping resumed %.1f s after the outage ended and peaked at %.0f records/s while the backlog drained", d, peak))
+			}
+		}
+		if sr.Spec.Fault == "shuffles" {
+			notes = append(notes, fmt.Sprintf("%d leader shuffles (kfake ShufflePartitionLeaders: every partition gets a random leader of 3 and a new epoch)", sr.Shuffles))
+		}
+		if ri := sr.Restart; ri != nil {
+			notes = append(notes, fmt.Sprintf("SIGTERM → %s in %.2f s (graceful: %v); ready again %.2f s after the SIGTERM; requests in the gap failed (connection refused) and count as not acknowledged", ri.Stop, ri.StopS, ri.Graceful, ri.GapS))
+			if ri.StartErr != "" {
+				notes = append(notes, "restart failed: "+ri.StartErr)
+			}
+			if len(ri.Shutdown) > 0 {
+				notes = append(notes, "shutdown steps: "+strings.Join(ri.Shutdown, "; "))
+			}
+		}
+		if sr.Run != nil {
+			x := &sr.Run.Summary
+			var errs []string
+			for k, n := range x.Errors {
+				errs = append(errs, fmt.Sprintf("%s×%d", k, n))
+			}
+			for k, n := range x.Status {
+				if !strings.HasPrefix(k, "2") {
+					errs = append(errs, fmt.Sprintf("HTTP %s×%d", k, n))
+				}
+			}
+			sort.Strings(errs)
+			if len(errs) > 0 {
+				notes = append(notes, "not acknowledged: "+strings.Join(errs, ", "))
+			}
+			notes = append(notes, fmt.Sprintf("whole run p50 %s, p99 %s, p99.9 %s, max %s ms", fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms), fmtMs(x.MaxMs)))
+		}
+		if v := sr.Verify; v != nil {
+			if !v.Complete {
+				notes = append(notes, "the topic was not read to its end within the time limit")
+			}
+			if v.Missing > 0 {
+				notes = append(notes, fmt.Sprintf("**%d acknowledged events missing from Kafka**, e.g. sequence numbers %v", v.Missing, v.MissingSample))
+			}
+			if v.Foreign > 0 || v.DLQRecords > 0 {
+				notes = append(notes, fmt.Sprintf("%d records without this run's mark, %d in the dead-letter topic", v.Foreign, v.DLQRecords))
+			}
+		}
+		if !sr.Drained {
+			notes = append(notes, "the backlog did not reach 0 within the drain wait")
+		}
+		notes = append(notes, "Sluice after the scenario: "+sr.Stop)
+		if len(sr.Warnings) > 0 {
+			notes = append(notes, fmt.Sprintf("Sluice logged %d warning/error lines, first: `%s`", len(sr.Warnings), truncate(sr.Warnings[0], 240)))
+		}
+		p("- **%s**: %s.\n", sr.Spec.Name, strings.Join(notes, "; "))
+	}
+	p("\n")
+}
+
+// resumed finds, after the first fault window, when Sluice's shipped counter
+// moved again (in seconds after the window's end, at sample resolution) and
+// the peak shipping rate after it.
+func resumed(sr *scenarioResult) (after, peak float64, ok bool) {
+	if len(sr.Windows) == 0 {
+		return 0, 0, false
+	}
+	end := sr.Windows[0].To
+	for i := 1; i < len(sr.Samples); i++ {
+		a, b := sr.Samples[i-1], sr.Samples[i]
+		if !a.Up || !b.Up || b.T <= end || b.T <= a.T {
+			continue
+		}
+		if rate := (b.Shipped - a.Shipped) / (b.T - a.T); rate > 0 {
+			if !ok {
+				after, ok = max(0, a.T-end), true
+			}
+			peak = max(peak, rate)
+		}
+	}
+	return round3(after), peak, ok
+}
+
+// checks lists what makes numbers suspect.
+func checks(res *results) []string {
+	var out []string
+	for _, se := range res.Series {
+		for i, st := range se.Steps {
+			tag := fmt.Sprintf("%s → %s step %d (%.0f req/s)", se.Kind, se.Target, i+1, st.Rate)
+			if st.Run.CPU.OtherCores > 0.2 {
+				out = append(out, fmt.Sprintf("%s: other processes used %.2f cores: the machine was not quiet", tag, st.Run.CPU.OtherCores))
+			}
+			if st.Pass && st.Run.Summary.LagP99ms > 5 {
+				out = append(out, fmt.Sprintf("%s: the generator's send lag p99 was %.2f ms in a step that kept up (generator or machine busy)", tag, st.Run.Summary.LagP99ms))
+			}
+			if w := st.Sluice; w != nil && (w.Rejected > 0 || w.Invalid > 0 || w.ShipErrors > 0) {
+				out = append(out, fmt.Sprintf("%s: Sluice counted %.0f rejected, %.0f invalid events, %.0f ship errors", tag, w.Rejected, w.Invalid, w.ShipErrors))
+			}
+			if w := st.Sluice; w != nil && !w.Drained {
+				out = append(out, fmt.Sprintf("%s: Sluice's backlog did not drain after the step", tag))
+			}
+		}
+	}
+	for _, sr := range res.Scenarios {
+		if sr.OtherCores > 0.2 {
+			out = append(out, fmt.Sprintf("scenario %s: other processes used %.2f cores on average: the machine was not quiet", sr.Spec.Name, sr.OtherCores))
+		}
+		if sr.Verify != nil && sr.Verify.Missing > 0 {
+			out = append(out, fmt.Sprintf("scenario %s: %d acknowledged events are not in Kafka", sr.Spec.Name, sr.Verify.Missing))
+		}
+	}
+	out = append(out, res.Notes...)
+	if len(out) == 0 {
+		out = append(out, "nothing suspicious: the machine stayed quiet, the generator kept its schedule in every step that kept up, Sluice rejected nothing and drained after every step")
+	}
+	return out
+}

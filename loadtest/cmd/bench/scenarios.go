@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// scenarioSpec is one fault scenario: constant single-event load for
+// Duration, with the fault from FaultAt for FaultFor.
+type scenarioSpec struct {
+	Name     string        `json:"name"`
+	Title    string        `json:"title"`
+	Fault    string        `json:"fault"` // none, outage, shuffles, restart
+	Duration time.Duration `json:"duration"`
+	FaultAt  time.Duration `json:"fault_at"`
+	FaultFor time.Duration `json:"fault_for"`
+}
+
+var scenarioSpecs = []scenarioSpec{
+	{Name: "healthy", Title: "healthy (no fault)", Fault: "none", Duration: 30 * time.Second},
+	{Name: "outage", Title: "30 s Kafka outage (every Produce fails)", Fault: "outage", Duration: 60 * time.Second, FaultAt: 10 * time.Second, FaultFor: 30 * time.Second},
+	{Name: "shuffles", Title: "partition leaders shuffled every second for 25 s", Fault: "shuffles", Duration: 40 * time.Second, FaultAt: 5 * time.Second, FaultFor: 25 * time.Second},
+	{Name: "restart", Title: "SIGTERM and restart on the same data dir", Fault: "restart", Duration: 40 * time.Second, FaultAt: 12 * time.Second},
+}
+
+// scaled multiplies the scenario's times by f (whole seconds at least).
+func (s scenarioSpec) scaled(f float64) scenarioSpec {
+	if f <= 0 || f == 1 {
+		return s
+	}
+	sc := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return 0
+		}
+		return max(time.Duration(float64(d)*f).Round(time.Second), time.Second)
+	}
+	s.Duration, s.FaultAt, s.FaultFor = sc(s.Duration), sc(s.FaultAt), sc(s.FaultFor)
+	return s
+}
+
+// window is a stretch of a scenario in seconds since the schedule's start.
+type window struct {
+	From  float64 `json:"from"`
+	To    float64 `json:"to"`
+	Label string  `json:"label"`
+}
+
+// sluiceSample is one per-second scrape during a scenario.
+type sluiceSample struct {
+	T          float64 `json:"t"` // seconds since the schedule's start
+	wall       time.Time
+	Backlog    float64 `json:"backlog"`
+	Accepted   float64 `json:"accepted_total"`
+	Shipped    float64 `json:"shipped_total"`
+	ShipErrors float64 `json:"ship_errors_total"`
+	RSSMiB     float64 `json:"rss_mib"`
+	Up         bool    `json:"up"`
+	// CPU over the second before, in cores (HasCPU: the same Sluice process
+	// was up at both ends).
+	SluiceCores  float64 `json:"sluice_cores"`
+	HarnessCores float64 `json:"harness_cores"`
+	HostCores    float64 `json:"host_cores"`
+	HasCPU       bool    `json:"has_cpu"`
+}
+
+type restartInfo struct {
+	Stop     string   `json:"stop"` // how the first process ended
+	Graceful bool     `json:"graceful"`
+	StopS    float64  `json:"stop_s"`   // SIGTERM to exit
+	GapS     float64  `json:"gap_s"`    // SIGTERM to the new process's /readyz
+	Shutdown []string `json:"shutdown"` // the first process's shutdown steps
+	StartErr string   `json:"start_error,omitempty"`
+}
+
+type scenarioResult struct {
+	Spec       scenarioSpec   `json:"spec"`
+	Rate       float64        `json:"rate"` // requests (= events) per second
+	Run        *openRun       `json:"run"`
+	Windows    []window       `json:"fault_windows"`
+	Before     phaseStats     `json:"before"`
+	During     phaseStats     `json:"during"`
+	After      phaseStats     `json:"after"`
+	Whole      phaseStats     `json:"whole"`
+	Verify     *verification  `json:"verify"`
+	Samples    []sluiceSample `json:"samples"`
+	BacklogMax float64        `json:"backlog_max"`
+	// Mean over the load's seconds: the machine's busy cores, and those
+	// used by neither Sluice, bench (kfake) nor the generator.
+	HostCores  float64      `json:"host_cores"`
+	OtherCores float64      `json:"other_cores"`
+	DrainS     float64      `json:"drain_s"` // from the load's end until the backlog was 0
+	Drained    bool         `json:"drained"`
+	FaultHits  int          `json:"fault_hits,omitempty"` // produce requests the outage failed
+	Shuffles   int          `json:"shuffles,omitempty"`
+	Restart    *restartInfo `json:"restart,omitempty"`
+	Stop       string       `json:"stop"` // how Sluice ended after the scenario
+	Warnings   []string     `json:"warnings"`
+	Err        string       `json:"error,omitempty"`
+}
+
+type scenarioEnv struct {
+	kids       *children
+	sluiceBin  string
+	loadgenBin string
+	tmp        string
+	rawDir     string
+	conns      int
+	drainWait  time.Duration
+}
+
+// runScenario runs one scenario on a fresh kfake cluster (3 brokers) and a
+// fresh Sluice, then reads the topic back.
+func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate float64) (*scenarioResult, error) {
+	res := &scenarioResult{Spec: spec, Rate: rate}
+	cluster, err := startKafka(3)
+	if err != nil {
+		return res, err
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	public, err1 := freePort()
+	admin, err2 := freePort()
+	if err1 != nil || err2 != nil {
+		return res, fmt.Errorf("free ports: %v %v", err1, err2)
+	}
+	dataDir := filepath.Join(env.tmp, "scenario-"+spec.Name)
+	defer os.RemoveAll(dataDir)
+	opts := sluiceOpts{bin: env.sluiceBin, dataDir: dataDir, logPath: filepath.Join(env.rawDir, "sluice-"+spec.Name+".log"),
+		public: public, admin: admin, brokers: brokers}
+	first, err := startSluice(ctx, env.kids, opts)
+	if err != nil {
+		return res, err
+	}
+	var (
+		mu       sync.Mutex
+		cur      = first
+		procs    = []*sluiceProc{first}
+		samples  []sluiceSample
+		walls    []window // wall-clock fault windows, as unix seconds
+		stopSamp = make(chan struct{})
+		sampWG   sync.WaitGroup
+	)
+	current := func() *sluiceProc { mu.Lock(); defer mu.Unlock(); return cur }
+	sampWG.Add(1)
+	go func() { // one scrape a second until the scenario is over
+		defer sampWG.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var prev cpuSnap // CPU: Sluice (as "server"), bench itself and the host
+		prevPID := 0
+		for {
+			select {
+			case <-stopSamp:
+				return
+			case <-tick.C:
+			}
+			p := current()
+			s := sluiceSample{wall: time.Now()}
+			snap := takeCPU(p.pid, 0)
+			if prevPID == p.pid && snap.serverErr == nil && prev.serverErr == nil {
+				u := cpuBetween(prev, snap)
+				s.SluiceCores, s.HarnessCores, s.HostCores, s.HasCPU = u.ServerCores, u.HarnessCores, u.HostCores, true
+			}
+			prev, prevPID = snap, p.pid
+			if m, err := scrape(ctx, p.admin); err == nil {
+				s.Up = true
+				s.Backlog = m.sum("sluice_buffer_backlog_records")
+				s.Accepted = m.get("sluice_events_total", `outcome="accepted"`)
+				s.Shipped = m.sum("sluice_shipped_records_total")
+				s.ShipErrors = m.sum("sluice_ship_errors_total")
+			}
+			if v, err := procRSS(p.pid); err == nil {
+				s.RSSMiB = round3(v / (1 << 20))
+			}
+			mu.Lock()
+			samples = append(samples, s)
+			mu.Unlock()
+		}
+	}()
+	stopSampling := func() {
+		select {
+		case <-stopSamp:
+		default:
+			close(stopSamp)
+		}
+		sampWG.Wait()
+	}
+	defer stopSampling()
+
+	sleepUntil := func(t time.Time) bool {
+		select {
+		case <-time.After(time.Until(t)):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	addWindow := func(from, to time.Time, label string) {
+		mu.Lock()
+		walls = append(walls, window{From: float64(from.UnixNano()) / 1e9, To: float64(to.UnixNano()) / 1e9, Label: label})
+		mu.Unlock()
+	}
+	onStart := func() {
+		t0 := time.Now() // warm-up is 0: the schedule starts about now
+		switch spec.Fault {
+		case "outage":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			h := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
+			logf("scenario %s: every Produce now fails (NOT_ENOUGH_REPLICAS)", spec.Name)
+			sleepUntil(from.Add(spec.FaultFor))
+			h.Remove()
+			addWindow(from, time.Now(), "Kafka outage")
+			res.FaultHits = h.Hits()
+			logf("scenario %s: outage over; %d produce requests were failed", spec.Name, res.FaultHits)
+		case "shuffles":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			for i := 0; time.Since(from) < spec.FaultFor && ctx.Err() == nil; i++ {
+				cluster.ShufflePartitionLeaders()
+				res.Shuffles++
+				sleepUntil(from.Add(time.Duration(i+1) * time.Second))
+			}
+			addWindow(from, time.Now(), "leader shuffles")
+			logf("scenario %s: %d leader shuffles done", spec.Name, res.Shuffles)
+		case "restart":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			ri := &restartInfo{}
+			res.Restart = ri
+			old := current()
+			ri.Stop, ri.Graceful = old.stop(45 * time.Second)
+			ri.StopS = round3(time.Since(from).Seconds())
+			_, ri.Shutdown = old.notes()
+			logf("scenario %s: SIGTERM → %s after %.2fs; restarting on the same data dir", spec.Name, ri.Stop, ri.StopS)
+			p, err := startSluice(ctx, env.kids, opts)
+			if err != nil {
+				ri.StartErr = err.Error()
+				logf("scenario %s: restart failed: %v", spec.Name, err)
+				addWindow(from, time.Now(), "restart failed")
+				return
+			}
+			mu.Lock()
+			cur = p
+			procs = append(procs, p)
+			mu.Unlock()
+			ri.GapS = round3(time.Since(from).Seconds())
+			addWindow(from, time.Now(), "SIGTERM → ready again")
+			logf("scenario %s: ready again %.2fs after the SIGTERM", spec.Name, ri.GapS)
+		}
+	}
+	runID := fmt.Sprintf("%s%06x", spec.Name[:min(4, len(spec.Name))], time.Now().UnixNano()&0xffffff)
+	ackedPath := filepath.Join(env.rawDir, "acked-"+spec.Name+".bin")
+	logf("scenario %s: %s, %.0f events/s for %v", spec.Name, spec.Title, rate, spec.Duration)
+	run, err := runOpen(ctx, env.loadgenBin, openArgs{
+		url: "http://" + public + "/v1/beacon", kind: "single", rate: rate, duration: spec.Duration,
+		timeout: 5 * time.Second, conns: env.conns, runID: runID, ackedOut: ackedPath,
+	}, first.pid, windowHooks{onStart: onStart})
+	if err != nil {
+		return res, err
+	}
+	res.Run = run
+	loadEnd := time.Now()
+	err = waitDrained(ctx, current().admin, env.drainWait)
+	res.DrainS, res.Drained = round3(time.Since(loadEnd).Seconds()), err == nil
+	if err != nil {
+		logf("scenario %s: %v", spec.Name, err)
+	}
+	stopSampling()
+	p := current()
+	res.Stop, _ = p.stop(45 * time.Second)
+	for _, q := range procs {
+		w, _ := q.notes()
+		res.Warnings = append(res.Warnings, w...)
+	}
+
+	// Times relative to the schedule's start.
+	start := float64(run.Summary.StartUnixNs) / 1e9
+	for _, w := range walls {
+		res.Windows = append(res.Windows, window{From: round3(w.From - start), To: round3(w.To - start), Label: w.Label})
+	}
+	var host, other float64
+	var n int
+	for _, s := range samples {
+		s.T = round3(float64(s.wall.UnixNano())/1e9 - start)
+		res.Samples = append(res.Samples, s)
+		res.BacklogMax = max(res.BacklogMax, s.Backlog)
+		if s.HasCPU && s.T > 1 && s.T <= spec.Duration.Seconds() {
+			host += s.HostCores
+			other += max(0, s.HostCores-s.SluiceCores-s.HarnessCores-run.CPU.LoadgenCores)
+			n++
+		}
+	}
+	if n > 0 {
+		res.HostCores, res.OtherCores = round3(host/float64(n)), round3(other/float64(n))
+	}
+	end := spec.Duration.Seconds()
+	res.Whole = mergeSeconds(run.Seconds, 0, end)
+	if len(res.Windows) > 0 {
+		// Before and after: the whole seconds outside the window; during:
+		// every second that overlaps it.
+		w := res.Windows[0]
+		res.Before = mergeSeconds(run.Seconds, 0, math.Floor(w.From)-0.5)
+		res.During = mergeSeconds(run.Seconds, w.From, w.To)
+		res.After = mergeSeconds(run.Seconds, math.Ceil(w.To)+0.5, end)
+	}
+
+	acked, err := readBitmap(ackedPath)
+	if err != nil {
+		return res, err
+	}
+	v, err := verifyTopic(ctx, brokers, runID, 1, run.Summary.Slots, totalSent(run.Seconds), acked, 60*time.Second)
+	if err != nil {
+		return res, fmt.Errorf("read the topic back: %w", err)
+	}
+	res.Verify = v
+	logf("scenario %s: offered %d, acked %d, found %d, missing %d, duplicates %d, unacked found %d (read %d records in %.1fs); p99 whole %s, before/during/after %s/%s/%s ms; drained %.1fs after the load",
+		spec.Name, v.Offered, v.Acked, v.Found, v.Missing, v.Duplicates, v.UnackedFound, v.Records, v.ReadS,
+		fmtMs(res.Whole.P99ms), fmtMs(res.Before.P99ms), fmtMs(res.During.P99ms), fmtMs(res.After.P99ms), res.DrainS)
+	return res, nil
+}
+
+func totalSent(secs []secondLine) uint64 {
+	var n uint64
+	for _, s := range secs {
+		n += s.Sent
+	}
+	return n
+}
+
+func readBitmap(path string) (bitmap, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(bitmap, len(b)/8)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return out, nil
+}
