@@ -241,19 +241,6 @@ func TestFindMarkAndBitmap(t *testing.T) {
 	}
 }
 
-// hist.go is a copy of loadgen's (two commands cannot share a package
-// without a new one); keep them identical.
-func TestHistogramCopyInSync(t *testing.T) {
-	a, err1 := os.ReadFile("hist.go")
-	b, err2 := os.ReadFile("../loadgen/hist.go")
-	if err1 != nil || err2 != nil {
-		t.Skip("sources not found")
-	}
-	if !bytes.Equal(a, b) {
-		t.Error("loadtest/cmd/bench/hist.go differs from loadtest/cmd/loadgen/hist.go: copy it over")
-	}
-}
-
 func TestScaledSpec(t *testing.T) {
 	s := specByName("outage").scaled(0.3)
 	if s.Duration != 18*time.Second || s.FaultAt != 3*time.Second || s.FaultFor != 9*time.Second {

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 // Lines loadgen prints on stderr at the edges of its measured window.
@@ -151,13 +155,13 @@ func runOpen(ctx context.Context, bin string, a openArgs, serverPID int, h windo
 		finished bool
 	)
 	sampleRSS := func() {
-		if v, err := procRSS(serverPID); err == nil {
+		if v, err := procstat.RSS(serverPID); err == nil {
 			rssMu.Lock()
 			rssMax = max(rssMax, v)
 			rssMu.Unlock()
 		}
 	}
-	readLines(stderr, func(line []byte) {
+	sluiceproc.ReadLines(stderr, func(line []byte) {
 		switch string(bytes.TrimSpace(line)) {
 		case markStart:
 			started = true
@@ -289,7 +293,7 @@ type phaseStats struct {
 // mergeSeconds merges the latency histograms of the seconds of the schedule
 // that overlap [from, to), and sums their counters.
 func mergeSeconds(secs []secondLine, from, to float64) phaseStats {
-	var h histogram
+	var h hist.Histogram
 	var ps phaseStats
 	var maxMs float64
 	for _, s := range secs {
@@ -300,17 +304,12 @@ func mergeSeconds(secs []secondLine, from, to float64) phaseStats {
 		ps.Offered += s.Offered
 		ps.OK += s.OK
 		ps.Failed += s.Non2xx + s.Errors + s.Unsent
-		for _, bc := range s.Hist {
-			if int(bc[0]) < len(h.counts) {
-				h.counts[bc[0]] += bc[1]
-				h.total += bc[1]
-			}
-		}
+		h.AddSparse(s.Hist)
 		maxMs = max(maxMs, s.MaxMs)
 	}
-	h.max = uint64(maxMs * 1e6)
+	h.SetMax(time.Duration(maxMs * 1e6))
 	ms := func(d time.Duration) float64 { return round3(float64(d) / 1e6) }
-	ps.Answered = h.total
+	ps.Answered = h.Count()
 	ps.P50ms, ps.P99ms, ps.P999ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99)), ms(h.ValueAtQuantile(99.9))
 	ps.MaxMs = maxMs
 	return ps

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/fsyncprobe"
 )
 
 // machine is what the report says about where it ran.
@@ -71,28 +71,10 @@ type fsyncSample struct {
 }
 
 func fsyncProbe(dir string, d time.Duration) (fsyncSample, error) {
-	f, err := os.CreateTemp(dir, "fsync-probe-")
+	r, err := fsyncprobe.Run(dir, d)
 	if err != nil {
 		return fsyncSample{}, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	block := bytes.Repeat([]byte{'x'}, 4096)
-	var lat []time.Duration
-	start := time.Now()
-	for time.Since(start) < d && len(lat) < 100000 {
-		t := time.Now()
-		if _, err := f.Write(block); err != nil {
-			return fsyncSample{}, err
-		}
-		if err := f.Sync(); err != nil {
-			return fsyncSample{}, err
-		}
-		lat = append(lat, time.Since(t))
-	}
-	slices.Sort(lat)
 	ms := func(x time.Duration) float64 { return round3(float64(x) / 1e6) }
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	return fsyncSample{N: len(lat), P50ms: ms(q(0.5)), P99ms: ms(q(0.99)), MaxMs: ms(lat[len(lat)-1]),
-		PerSecond: round3(float64(len(lat)) / time.Since(start).Seconds())}, nil
+	return fsyncSample{N: r.N, P50ms: ms(r.P50), P99ms: ms(r.P99), MaxMs: ms(r.Max), PerSecond: round3(r.PerSecond)}, nil
 }

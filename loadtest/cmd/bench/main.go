@@ -34,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 type config struct {
@@ -208,14 +210,14 @@ func bench(ctx context.Context, c *config) (err error) {
 		}
 	}
 
-	var kids children
-	defer kids.stopAll()
-	noop, err := startNoop(ctx, &kids, loadgenBin, c.maxTotal)
+	var kids sluiceproc.Children
+	defer kids.StopAll()
+	noop, err := sluiceproc.StartNoop(ctx, &kids, loadgenBin, c.maxTotal)
 	if err != nil {
 		return err
 	}
-	defer noop.stop(5 * time.Second)
-	logf("noop on %s (pid %d)", noop.addr, noop.pid)
+	defer noop.Stop(5 * time.Second)
+	logf("noop on %s (pid %d)", noop.Addr, noop.PID)
 
 	// Whatever happens below, write what was measured.
 	defer func() {
@@ -305,7 +307,7 @@ func waitQuiet(c *config, res *results, what string) {
 }
 
 // sluiceSeries runs a series against a fresh Sluice and a fresh kfake.
-func sluiceSeries(ctx context.Context, c *config, sc *seriesConfig, kids *children, bin, tmp, rawDir, kind string, perReq int) (*series, error) {
+func sluiceSeries(ctx context.Context, c *config, sc *seriesConfig, kids *sluiceproc.Children, bin, tmp, rawDir, kind string, perReq int) (*series, error) {
 	cluster, err := startKafka(3)
 	if err != nil {
 		return &series{Kind: kind, Target: "sluice"}, err
@@ -329,7 +331,7 @@ func sluiceSeries(ctx context.Context, c *config, sc *seriesConfig, kids *childr
 	if !ok {
 		se.Note = strings.TrimSpace(se.Note + " Sluice did not exit cleanly: " + stopped)
 	}
-	if w, _ := p.notes(); len(w) > 0 {
+	if w, _ := p.log.Notes(); len(w) > 0 {
 		se.Note = strings.TrimSpace(fmt.Sprintf("%s Sluice logged %d warning/error lines (raw/sluice-series-%s.log), first: %s", se.Note, len(w), kind, truncate(w[0], 300)))
 	}
 	return se, err

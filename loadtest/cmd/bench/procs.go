@@ -1,134 +1,19 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
-
-// children are the processes bench started; stopAll kills whatever is still
-// running, on every exit path. Each child also gets SIGKILL from the kernel
-// if bench itself dies (Pdeathsig). (The approach of loadtest/cmd/compare.)
-type children struct {
-	mu    sync.Mutex
-	procs []*exec.Cmd
-	done  []chan struct{}
-}
-
-// start starts cmd; the returned channel is closed once cmd.Wait returned
-// (the caller must arrange that, see waitFor).
-func (k *children) start(cmd *exec.Cmd) (chan struct{}, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	k.mu.Lock()
-	k.procs = append(k.procs, cmd)
-	k.done = append(k.done, done)
-	k.mu.Unlock()
-	return done, nil
-}
-
-func (k *children) stopAll() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for i, cmd := range k.procs {
-		select {
-		case <-k.done[i]:
-			continue
-		default:
-		}
-		cmd.Process.Kill()
-		select {
-		case <-k.done[i]:
-		case <-time.After(5 * time.Second):
-		}
-	}
-}
-
-// stopGracefully sends SIGTERM, then SIGKILL after grace.
-func stopGracefully(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (graceful bool) {
-	select {
-	case <-done:
-		return true
-	default:
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-		return true
-	case <-time.After(grace):
-		cmd.Process.Kill()
-		<-done
-		return false
-	}
-}
-
-type noopProc struct {
-	addr string
-	pid  int
-	stop func(grace time.Duration) bool
-}
-
-func startNoop(ctx context.Context, kids *children, bin string, lifetime time.Duration) (*noopProc, error) {
-	cmd := exec.Command(bin, "noop", "-listen", "127.0.0.1:0", "-exit-on-stdin-eof", "-max-lifetime", lifetime.String())
-	stdin, err := cmd.StdinPipe() // held open until bench exits
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	exited, err := kids.start(cmd)
-	if err != nil {
-		return nil, err
-	}
-	addrc := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		first := true
-		readLines(stdout, func(line []byte) {
-			if first {
-				addrc <- strings.TrimSpace(string(line))
-				first = false
-			}
-		})
-		cmd.Wait()
-		close(done)
-		close(exited)
-	}()
-	select {
-	case addr := <-addrc:
-		p := &noopProc{addr: addr, pid: cmd.Process.Pid}
-		p.stop = func(grace time.Duration) bool {
-			stdin.Close()
-			return stopGracefully(cmd, done, grace)
-		}
-		return p, nil
-	case <-done:
-		return nil, errors.New("loadgen noop exited before printing its address")
-	case <-time.After(10 * time.Second):
-		return nil, errors.New("loadgen noop printed no address within 10s")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
 
 // sluiceProc is one "sluice serve" process. Its public and admin ports are
 // chosen by bench, so a restart on the same data dir keeps them.
@@ -139,21 +24,13 @@ type sluiceProc struct {
 	done          chan struct{}
 	cmd           *exec.Cmd
 
-	mu       sync.Mutex
-	warnings []string // WARN and ERROR log lines
-	shutdown []string // the shutdown steps' messages and durations
-}
-
-func (s *sluiceProc) notes() (warnings, shutdown []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.warnings...), append([]string(nil), s.shutdown...)
+	log sluiceproc.Log // warnings (WARN and ERROR lines) and shutdown steps
 }
 
 // stop sends SIGTERM and waits up to grace (then SIGKILL); it returns how it
 // ended, e.g. "exit status 0".
 func (s *sluiceProc) stop(grace time.Duration) (string, bool) {
-	if stopGracefully(s.cmd, s.done, grace) {
+	if sluiceproc.StopGracefully(s.cmd, s.done, grace) {
 		return s.cmd.ProcessState.String(), s.cmd.ProcessState.Success()
 	}
 	return fmt.Sprintf("did not stop within %v of SIGTERM; killed", grace), false
@@ -178,17 +55,11 @@ func freePort() (string, error) {
 
 // startSluice runs "sluice serve" against the given brokers and waits until
 // /readyz answers 200. The log (JSON) is appended to o.logPath.
-func startSluice(ctx context.Context, kids *children, o sluiceOpts) (*sluiceProc, error) {
+func startSluice(ctx context.Context, kids *sluiceproc.Children, o sluiceOpts) (*sluiceProc, error) {
 	args := []string{"serve",
 		"--listen", o.public, "--admin-listen", o.admin, "--kafka-brokers", strings.Join(o.brokers, ","),
 		"--data-dir", o.dataDir, "--log-format", "json", "--drain-timeout", "20s"}
-	cmd := exec.Command(o.bin, append(args, o.extra...)...)
-	// Inherited SLUICE_* variables would silently change the configuration.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SLUICE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd := sluiceproc.Command(o.bin, append(args, o.extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -197,36 +68,14 @@ func startSluice(ctx context.Context, kids *children, o sluiceOpts) (*sluiceProc
 	if err != nil {
 		return nil, err
 	}
-	exited, err := kids.start(cmd)
+	exited, err := kids.Start(cmd)
 	if err != nil {
 		logFile.Close()
 		return nil, err
 	}
 	s := &sluiceProc{public: o.public, admin: o.admin, pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, done: make(chan struct{})}
 	go func() {
-		readLines(io.TeeReader(stderr, logFile), func(line []byte) {
-			var rec map[string]any
-			if json.Unmarshal(line, &rec) != nil {
-				s.mu.Lock()
-				s.warnings = append(s.warnings, "non-JSON output: "+string(line))
-				s.mu.Unlock()
-				return
-			}
-			msg, _ := rec["msg"].(string)
-			level, _ := rec["level"].(string)
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if strings.HasPrefix(msg, "shutdown") {
-				took := rec["took"]
-				if ns, ok := took.(float64); ok { // slog's JSON handler writes durations in nanoseconds
-					took = time.Duration(ns).Round(time.Microsecond)
-				}
-				s.shutdown = append(s.shutdown, fmt.Sprintf("%s (took %v)", msg, took))
-			}
-			if level == "WARN" || level == "ERROR" {
-				s.warnings = append(s.warnings, strings.TrimSpace(string(line)))
-			}
-		})
+		sluiceproc.ReadLines(io.TeeReader(stderr, logFile), func(line []byte) { s.log.Add(line) })
 		cmd.Wait()
 		logFile.Close()
 		close(s.done)
@@ -256,84 +105,6 @@ func startSluice(ctx context.Context, kids *children, o sluiceOpts) (*sluiceProc
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-// readLines calls fn for each line of r until r ends.
-func readLines(r io.Reader, fn func(line []byte)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fn(sc.Bytes())
-	}
-}
-
-// clockTicks is USER_HZ, the unit of /proc times (100 on every Linux
-// architecture Go supports).
-const clockTicks = 100
-
-// procCPU returns the user+system CPU seconds of process pid.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces
-	if i < 0 {
-		return 0, errors.New("unexpected /proc stat format")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("unexpected /proc stat format")
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return float64(ut+st) / clockTicks, nil
-}
-
-// procRSS returns VmRSS of process pid in bytes.
-func procRSS(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, err := strconv.ParseFloat(f[0], 64)
-				return kb * 1024, err
-			}
-		}
-	}
-	return 0, errors.New("no VmRSS")
-}
-
-// hostBusy returns the CPU seconds all cores have spent neither idle nor
-// waiting for I/O since boot.
-func hostBusy() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, errors.New("unexpected /proc/stat format")
-	}
-	var busy float64
-	for i, s := range f[1:9] { // user nice system idle iowait irq softirq steal
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return 0, err
-		}
-		if i != 3 && i != 4 {
-			busy += v
-		}
-	}
-	return busy / clockTicks, nil
-}
-
 // cpuSnap is the CPU time of the processes a measurement cares about.
 type cpuSnap struct {
 	t                     time.Time
@@ -344,10 +115,10 @@ type cpuSnap struct {
 
 func takeCPU(serverPID, loadgenPID int) cpuSnap {
 	s := cpuSnap{t: time.Now()}
-	s.server, s.serverErr = procCPU(serverPID)
-	s.loadgen, s.loadgenErr = procCPU(loadgenPID)
-	s.self, _ = procCPU(os.Getpid())
-	s.host, _ = hostBusy()
+	s.server, s.serverErr = procstat.CPU(serverPID)
+	s.loadgen, s.loadgenErr = procstat.CPU(loadgenPID)
+	s.self, _ = procstat.CPU(os.Getpid())
+	s.host, _ = procstat.HostBusy()
 	return s
 }
 
@@ -380,12 +151,6 @@ func cpuBetween(a, b cpuSnap) cpuUse {
 
 // hostBusyCores samples /proc/stat over d.
 func hostBusyCores(d time.Duration) float64 {
-	b0, err := hostBusy()
-	if err != nil {
-		return 0
-	}
-	t0 := time.Now()
-	time.Sleep(d)
-	b1, _ := hostBusy()
-	return (b1 - b0) / time.Since(t0).Seconds()
+	c, _ := procstat.BusyCores(d)
+	return c
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 // scenarioSpec is one fault scenario: constant single-event load for
@@ -109,7 +112,7 @@ type scenarioResult struct {
 }
 
 type scenarioEnv struct {
-	kids       *children
+	kids       *sluiceproc.Children
 	sluiceBin  string
 	loadgenBin string
 	tmp        string
@@ -174,12 +177,12 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			prev, prevPID = snap, p.pid
 			if m, err := scrape(ctx, p.admin); err == nil {
 				s.Up = true
-				s.Backlog = m.sum("sluice_buffer_backlog_records")
-				s.Accepted = m.get("sluice_events_total", `outcome="accepted"`)
-				s.Shipped = m.sum("sluice_shipped_records_total")
-				s.ShipErrors = m.sum("sluice_ship_errors_total")
+				s.Backlog = m.Sum("sluice_buffer_backlog_records")
+				s.Accepted = m.Get("sluice_events_total", `outcome="accepted"`)
+				s.Shipped = m.Sum("sluice_shipped_records_total")
+				s.ShipErrors = m.Sum("sluice_ship_errors_total")
 			}
-			if v, err := procRSS(p.pid); err == nil {
+			if v, err := procstat.RSS(p.pid); err == nil {
 				s.RSSMiB = round3(v / (1 << 20))
 			}
 			mu.Lock()
@@ -247,7 +250,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			old := current()
 			ri.Stop, ri.Graceful = old.stop(45 * time.Second)
 			ri.StopS = round3(time.Since(from).Seconds())
-			_, ri.Shutdown = old.notes()
+			_, ri.Shutdown = old.log.Notes()
 			logf("scenario %s: SIGTERM → %s after %.2fs; restarting on the same data dir", spec.Name, ri.Stop, ri.StopS)
 			p, err := startSluice(ctx, env.kids, opts)
 			if err != nil {
@@ -286,7 +289,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	p := current()
 	res.Stop, _ = p.stop(45 * time.Second)
 	for _, q := range procs {
-		w, _ := q.notes()
+		w, _ := q.log.Notes()
 		res.Warnings = append(res.Warnings, w...)
 	}
 

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/promtext"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 // sluiceWindow is what Sluice's /metrics said about one measured window.
@@ -28,14 +31,14 @@ func waitDrained(ctx context.Context, admin string, limit time.Duration) error {
 	start := time.Now()
 	for {
 		m, err := scrape(ctx, admin)
-		if err == nil && m.sum("sluice_buffer_backlog_records") == 0 && m.sum("sluice_intake_queue_length") == 0 {
+		if err == nil && m.Sum("sluice_buffer_backlog_records") == 0 && m.Sum("sluice_intake_queue_length") == 0 {
 			return nil
 		}
 		if time.Since(start) > limit {
 			if err != nil {
 				return err
 			}
-			return fmt.Errorf("backlog still %.0f records after %v", m.sum("sluice_buffer_backlog_records"), limit)
+			return fmt.Errorf("backlog still %.0f records after %v", m.Sum("sluice_buffer_backlog_records"), limit)
 		}
 		select {
 		case <-ctx.Done():
@@ -45,11 +48,11 @@ func waitDrained(ctx context.Context, admin string, limit time.Duration) error {
 	}
 }
 
-type noopTarget struct{ p *noopProc }
+type noopTarget struct{ p *sluiceproc.Noop }
 
 func (t noopTarget) name() string                     { return "noop" }
-func (t noopTarget) url() string                      { return "http://" + t.p.addr + "/v1/beacon" }
-func (t noopTarget) pid() int                         { return t.p.pid }
+func (t noopTarget) url() string                      { return "http://" + t.p.Addr + "/v1/beacon" }
+func (t noopTarget) pid() int                         { return t.p.PID }
 func (t noopTarget) before(ctx context.Context) error { return nil }
 func (t noopTarget) hooks() (windowHooks, func(context.Context) *sluiceWindow) {
 	return windowHooks{}, nil
@@ -76,7 +79,7 @@ func (t *sluiceTarget) before(ctx context.Context) error {
 func (t *sluiceTarget) hooks() (windowHooks, func(context.Context) *sluiceWindow) {
 	var (
 		mu         sync.Mutex
-		m0, m1     metrics
+		m0, m1     promtext.Metrics
 		t0, t1     time.Time
 		err0, err1 error
 		backlogMax float64
@@ -99,7 +102,7 @@ func (t *sluiceTarget) hooks() (windowHooks, func(context.Context) *sluiceWindow
 				case <-tick.C:
 					if m, err := scrape(ctx, t.p.admin); err == nil {
 						mu.Lock()
-						backlogMax = max(backlogMax, m.sum("sluice_buffer_backlog_records"))
+						backlogMax = max(backlogMax, m.Sum("sluice_buffer_backlog_records"))
 						mu.Unlock()
 					}
 				}
@@ -123,8 +126,8 @@ func (t *sluiceTarget) hooks() (windowHooks, func(context.Context) *sluiceWindow
 			return w
 		}
 		win := t1.Sub(t0).Seconds()
-		d := func(name string) float64 { return m1.sum(name) - m0.sum(name) }
-		dl := func(name, labels string) float64 { return m1.get(name, labels) - m0.get(name, labels) }
+		d := func(name string) float64 { return m1.Sum(name) - m0.Sum(name) }
+		dl := func(name, labels string) float64 { return m1.Get(name, labels) - m0.Get(name, labels) }
 		w.AcceptedPerS = round3(dl("sluice_events_total", `outcome="accepted"`) / win)
 		w.Invalid = dl("sluice_events_total", `outcome="invalid"`)
 		w.Rejected = dl("sluice_events_total", `outcome="rejected"`)
@@ -136,7 +139,7 @@ func (t *sluiceTarget) hooks() (windowHooks, func(context.Context) *sluiceWindow
 			w.FsyncMeanMs = round3(d("sluice_wal_fsync_duration_seconds_sum") / n * 1000)
 		}
 		w.ShipErrors = d("sluice_ship_errors_total")
-		w.BacklogEnd = m1.sum("sluice_buffer_backlog_records")
+		w.BacklogEnd = m1.Sum("sluice_buffer_backlog_records")
 		w.BacklogMax = max(backlogMax, w.BacklogEnd)
 		mu.Unlock()
 		err := waitDrained(ctx, t.p.admin, t.drainWait)

@@ -17,13 +17,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 type config struct {
@@ -124,10 +124,10 @@ func compare(ctx context.Context, c *config) (err error) {
 		}
 	}
 
-	var kids children
-	defer kids.stopAll()
+	var kids sluiceproc.Children
+	defer kids.StopAll()
 
-	noop, err := startNoop(ctx, &kids, loadgenBin, c.maxTotal)
+	noop, err := sluiceproc.StartNoop(ctx, &kids, loadgenBin, c.maxTotal)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func compare(ctx context.Context, c *config) (err error) {
 		return err
 	}
 	logf("noop on %s (pid %d); sluice on %s, admin %s, embedded kafka %s (pid %d)",
-		noop.addr, noop.pid, sl.public, sl.admin, sl.kafka, sl.pid)
+		noop.Addr, noop.PID, sl.public, sl.admin, sl.kafka, sl.pid)
 
 	rawOut, err := os.Create(filepath.Join(rawDir, "runs.jsonl"))
 	if err != nil {
@@ -173,7 +173,7 @@ func compare(ctx context.Context, c *config) (err error) {
 					}
 				}
 				if target == "noop" {
-					err = loadRun(ctx, c, loadgenBin, "http://"+noop.addr+"/v1/beacon", noop.pid, kind, c.duration, c.warmup, rn, nil, nil)
+					err = loadRun(ctx, c, loadgenBin, "http://"+noop.Addr+"/v1/beacon", noop.PID, kind, c.duration, c.warmup, rn, nil, nil)
 				} else {
 					err = sluiceRun(ctx, c, loadgenBin, sl, kind, rn)
 				}
@@ -200,7 +200,7 @@ func compare(ctx context.Context, c *config) (err error) {
 
 	logf("stopping sluice")
 	shutdown := sl.stop(45 * time.Second)
-	noop.stop(5 * time.Second)
+	noop.Stop(5 * time.Second)
 
 	report := buildReport(c, runs, probes, prof, sl, shutdown)
 	fmt.Print(report)
@@ -227,13 +227,4 @@ func moduleRoot(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%s has no cmd/sluice: %w", root, err)
 	}
 	return root, nil
-}
-
-// readLines calls fn for each line of r until it returns false or r ends.
-func readLines(r io.Reader, fn func(line []byte)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fn(sc.Bytes())
-	}
 }

@@ -230,7 +230,7 @@ func checks(runs []*run, sl *sluiceProc, shutdown string) []string {
 	if len(out) == 0 {
 		out = append(out, "every request answered 2xx, Sluice's accepted count matches the generator's, shipping kept up, the backlog drained after every run")
 	}
-	warnings, steps := sl.notes()
+	warnings, steps := sl.log.Notes()
 	if len(warnings) > 0 {
 		out = append(out, fmt.Sprintf("Sluice logged %d warning/error line(s); first ones:", len(warnings)))
 		for _, w := range warnings[:min(len(warnings), 5)] {

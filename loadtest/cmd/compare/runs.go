@@ -17,6 +17,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/fsyncprobe"
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/promtext"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 // Lines "loadgen run" prints on stderr at the edges of its measured window
@@ -103,7 +108,7 @@ func loadRun(ctx context.Context, c *config, bin, url string, pid int, kind stri
 		return err
 	}
 	var wg sync.WaitGroup
-	readLines(stderr, func(line []byte) {
+	sluiceproc.ReadLines(stderr, func(line []byte) {
 		switch string(bytes.TrimSpace(line)) {
 		case markStart:
 			if onStart != nil {
@@ -163,7 +168,7 @@ func sluiceRun(ctx context.Context, c *config, bin string, sl *sluiceProc, kind 
 	}
 	st := &sluiceStats{}
 	var (
-		m0, m1       metrics
+		m0, m1       promtext.Metrics
 		t0, t1       time.Time
 		err0, err1   error
 		mu           sync.Mutex // guards BacklogMax between the poller and the end
@@ -173,11 +178,11 @@ func sluiceRun(ctx context.Context, c *config, bin string, sl *sluiceProc, kind 
 		backlogMax   float64
 		intakeMax    float64
 		diskMax      float64
-		observeLevel = func(m metrics) {
+		observeLevel = func(m promtext.Metrics) {
 			mu.Lock()
-			diskMax = max(diskMax, m.sum("sluice_buffer_disk_bytes"))
-			backlogMax = max(backlogMax, m.sum("sluice_buffer_backlog_records"))
-			intakeMax = max(intakeMax, m.sum("sluice_intake_queue_length"))
+			diskMax = max(diskMax, m.Sum("sluice_buffer_disk_bytes"))
+			backlogMax = max(backlogMax, m.Sum("sluice_buffer_backlog_records"))
+			intakeMax = max(intakeMax, m.Sum("sluice_intake_queue_length"))
 			mu.Unlock()
 		}
 	)
@@ -219,8 +224,8 @@ func sluiceRun(ctx context.Context, c *config, bin string, sl *sluiceProc, kind 
 	}
 	observeLevel(m1)
 	win := t1.Sub(t0).Seconds()
-	d := func(name string) float64 { return m1.sum(name) - m0.sum(name) }
-	dl := func(name, labels string) float64 { return m1.get(name, labels) - m0.get(name, labels) }
+	d := func(name string) float64 { return m1.Sum(name) - m0.Sum(name) }
+	dl := func(name, labels string) float64 { return m1.Get(name, labels) - m0.Get(name, labels) }
 	st.WindowS = round3(win)
 	st.GroupCommits = d("sluice_wal_group_commit_records_count")
 	if st.GroupCommits > 0 {
@@ -228,7 +233,7 @@ func sluiceRun(ctx context.Context, c *config, bin string, sl *sluiceProc, kind 
 	}
 	if n := d("sluice_wal_fsync_duration_seconds_count"); n > 0 {
 		st.FsyncMeanMs = round3(d("sluice_wal_fsync_duration_seconds_sum") / n * 1000)
-		st.FsyncP99Ms = round3(bucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.99) * 1000)
+		st.FsyncP99Ms = round3(promtext.BucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.99) * 1000)
 	}
 	st.CommitsPerS = round3(st.GroupCommits / win)
 	st.AcceptedPerS = round3(dl("sluice_events_total", `outcome="accepted"`) / win)
@@ -239,11 +244,11 @@ func sluiceRun(ctx context.Context, c *config, bin string, sl *sluiceProc, kind 
 	st.ShipErrors = d("sluice_ship_errors_total")
 	st.WriteErrors = d("sluice_wal_write_errors_total")
 	st.ProcessCPUs = round3(d("process_cpu_seconds_total"))
-	st.BacklogEnd = m1.sum("sluice_buffer_backlog_records")
+	st.BacklogEnd = m1.Sum("sluice_buffer_backlog_records")
 	st.BacklogMax, st.IntakeMax, st.DiskBytesMax = backlogMax, intakeMax, diskMax
-	st.HandlerP50Ms = round3(bucketQuantile(m0, m1, "sluice_http_request_duration_seconds", 0.50) * 1000)
-	st.HandlerP99Ms = round3(bucketQuantile(m0, m1, "sluice_http_request_duration_seconds", 0.99) * 1000)
-	st.GoroutinesEnd = m1.sum("go_goroutines")
+	st.HandlerP50Ms = round3(promtext.BucketQuantile(m0, m1, "sluice_http_request_duration_seconds", 0.50) * 1000)
+	st.HandlerP99Ms = round3(promtext.BucketQuantile(m0, m1, "sluice_http_request_duration_seconds", 0.99) * 1000)
+	st.GoroutinesEnd = m1.Sum("go_goroutines")
 	// From the window's end: loadgen's last requests and its exit come first.
 	_, err = waitDrained(ctx, sl, c.drainWait)
 	st.DrainS, st.Drained = round3(time.Since(t1).Seconds()), err == nil
@@ -269,7 +274,7 @@ func waitDrained(ctx context.Context, sl *sluiceProc, limit time.Duration) (time
 		if err != nil {
 			return time.Since(start), err
 		}
-		b := m.sum("sluice_buffer_backlog_records")
+		b := m.Sum("sluice_buffer_backlog_records")
 		if b == 0 {
 			return time.Since(start), nil
 		}
@@ -420,67 +425,13 @@ type fsyncSample struct {
 }
 
 func fsyncProbe(dir, when string, d time.Duration) (fsyncSample, error) {
-	f, err := os.CreateTemp(dir, "fsync-probe-")
+	r, err := fsyncprobe.Run(dir, d)
 	if err != nil {
 		return fsyncSample{}, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	block := bytes.Repeat([]byte{'x'}, 4096)
-	var lat []time.Duration
-	start := time.Now()
-	for time.Since(start) < d && len(lat) < 100000 {
-		t := time.Now()
-		if _, err := f.Write(block); err != nil {
-			return fsyncSample{}, err
-		}
-		if err := f.Sync(); err != nil {
-			return fsyncSample{}, err
-		}
-		lat = append(lat, time.Since(t))
-	}
-	slices.Sort(lat)
 	ms := func(x time.Duration) float64 { return round3(float64(x) / 1e6) }
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	return fsyncSample{When: when, N: len(lat), P50ms: ms(q(0.5)), P99ms: ms(q(0.99)), MaxMs: ms(lat[len(lat)-1]),
-		PerSecond: round3(float64(len(lat)) / time.Since(start).Seconds())}, nil
-}
-
-// hostBusyCores samples /proc/stat over d: cores busy (not idle, not iowait).
-func hostBusyCores(d time.Duration) (float64, error) {
-	read := func() (float64, error) {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, err
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line)
-		if len(f) < 9 || f[0] != "cpu" {
-			return 0, fmt.Errorf("unexpected /proc/stat format")
-		}
-		var busy float64
-		for i, s := range f[1:9] { // user nice system idle iowait irq softirq steal
-			v, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				return 0, err
-			}
-			if i != 3 && i != 4 {
-				busy += v
-			}
-		}
-		return busy / 100, nil // USER_HZ
-	}
-	b0, err := read()
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	time.Sleep(d)
-	b1, err := read()
-	if err != nil {
-		return 0, err
-	}
-	return (b1 - b0) / time.Since(t0).Seconds(), nil
+	return fsyncSample{When: when, N: r.N, P50ms: ms(r.P50), P99ms: ms(r.P99), MaxMs: ms(r.Max),
+		PerSecond: round3(r.PerSecond)}, nil
 }
 
 // waitQuiet waits, up to limit, until the host is nearly idle between runs
@@ -489,7 +440,7 @@ func hostBusyCores(d time.Duration) (float64, error) {
 func waitQuiet(ctx context.Context, threshold float64, limit time.Duration) (float64, bool) {
 	deadline := time.Now().Add(limit)
 	for {
-		busy, err := hostBusyCores(time.Second)
+		busy, err := procstat.BusyCores(time.Second)
 		if err != nil || busy <= threshold {
 			return busy, true
 		}

@@ -24,6 +24,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
 )
 
 // openConfig is "loadgen open": an open-loop generator. Requests are due at
@@ -56,7 +59,7 @@ type openConfig struct {
 // send time (t is seconds since the schedule's start). Latencies are of the
 // answered requests and the timed-out ones (at the time they gave up), from
 // their intended send time. Hist holds the latency histogram's non-empty
-// buckets as [bucket index, count] pairs (the bucketing of hist.go), so a
+// buckets as [bucket index, count] pairs (the bucketing of loadtest/internal/hist), so a
 // driver can merge seconds into phases.
 type openSecond struct {
 	Type     string      `json:"type"` // "second"
@@ -294,49 +297,8 @@ func parseSeq(b []byte) (uint64, bool) {
 	return v, true
 }
 
-// atomicHist is a histogram many goroutines record into (hist.go's buckets).
-type atomicHist struct {
-	counts [len(histogram{}.counts)]atomic.Uint64
-	total  atomic.Uint64
-	sum    atomic.Uint64 // ns
-	max    atomic.Uint64
-}
-
-func (h *atomicHist) Record(d time.Duration) {
-	v := uint64(max(d, 0))
-	h.counts[bucketOf(v)].Add(1)
-	h.total.Add(1)
-	h.sum.Add(v)
-	for {
-		m := h.max.Load()
-		if v <= m || h.max.CompareAndSwap(m, v) {
-			break
-		}
-	}
-}
-
-// snapshot copies h into a plain histogram (min is not tracked).
-func (h *atomicHist) snapshot() *histogram {
-	var s histogram
-	for i := range h.counts {
-		s.counts[i] = h.counts[i].Load()
-	}
-	s.total, s.sum, s.max = h.total.Load(), float64(h.sum.Load()), h.max.Load()
-	return &s
-}
-
-func sparse(h *histogram) [][2]uint64 {
-	var out [][2]uint64
-	for i, c := range h.counts {
-		if c > 0 {
-			out = append(out, [2]uint64{uint64(i), c})
-		}
-	}
-	return out
-}
-
 type secondStats struct {
-	hist, lag                              atomicHist
+	hist, lag                              hist.Atomic
 	sent, ok, non2xx, errors, late, unsent atomic.Uint64
 }
 
@@ -350,8 +312,8 @@ type openRun struct {
 	slots     int64 // requests due over the whole schedule
 	warmSlots int64 // requests due in the warm-up
 	secs      []secondStats
-	window    atomicHist // latency over the measured window
-	lag       atomicHist // send lag over the measured window
+	window    hist.Atomic // latency over the measured window
+	lag       hist.Atomic // send lag over the measured window
 	acked     []atomic.Uint64
 	stop      atomic.Bool
 	ch        chan int64   // -pacer thread: released requests
@@ -447,7 +409,7 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 	}
 	sleepUntil(o.start.Add(c.warmup))
 	self0, _ := procCPU(os.Getpid())
-	host0, _ := hostBusy()
+	host0, _ := procstat.HostBusy()
 	t0 := time.Now()
 	fmt.Fprintln(os.Stderr, markStart)
 	if !interrupted {
@@ -456,7 +418,7 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 	window := time.Since(t0)
 	fmt.Fprintln(os.Stderr, markEnd)
 	self1, _ := procCPU(os.Getpid())
-	host1, _ := hostBusy()
+	host1, _ := procstat.HostBusy()
 	if !interrupted {
 		sleepUntil(end.Add(c.stopGrace))
 	}
@@ -493,7 +455,7 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 	secs := make([]openSecond, len(o.secs))
 	for t := range o.secs {
 		s := &o.secs[t]
-		h := s.hist.snapshot()
+		h := s.hist.Snapshot()
 		lo := slotsBefore(c.rate, time.Duration(t)*time.Second)
 		hi := min(slotsBefore(c.rate, time.Duration(t+1)*time.Second), o.slots)
 		secs[t] = openSecond{
@@ -501,8 +463,8 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 			Sent: s.sent.Load(), OK: s.ok.Load(), Non2xx: s.non2xx.Load(), Errors: s.errors.Load(),
 			Late: s.late.Load(), Unsent: s.unsent.Load(),
 			P50ms: ms(h.ValueAtQuantile(50)), P90ms: ms(h.ValueAtQuantile(90)), P99ms: ms(h.ValueAtQuantile(99)),
-			P999ms: ms(h.ValueAtQuantile(99.9)), MaxMs: ms(h.Max()), Hist: sparse(h),
-			LagP99ms: ms(s.lag.snapshot().ValueAtQuantile(99)),
+			P999ms: ms(h.ValueAtQuantile(99.9)), MaxMs: ms(h.Max()), Hist: h.Sparse(),
+			LagP99ms: ms(s.lag.Snapshot().ValueAtQuantile(99)),
 		}
 		if t >= warmSecs {
 			res.Sent += secs[t].Sent
@@ -520,11 +482,11 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 		res.Errors[k] = n
 	}
 	res.Events = res.OKRequests * uint64(c.eventsPerReq)
-	h := o.window.snapshot()
+	h := o.window.Snapshot()
 	res.P50ms, res.P90ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90))
 	res.P99ms, res.P999ms = ms(h.ValueAtQuantile(99)), ms(h.ValueAtQuantile(99.9))
 	res.MaxMs, res.MeanMs = ms(h.Max()), ms(h.Mean())
-	l := o.lag.snapshot()
+	l := o.lag.Snapshot()
 	res.LagP50ms, res.LagP99ms, res.LagMaxMs = ms(l.ValueAtQuantile(50)), ms(l.ValueAtQuantile(99)), ms(l.Max())
 	nominal := c.duration.Seconds()
 	res.OfferedRPS = float64(res.Offered) / nominal

@@ -68,26 +68,3 @@ func TestSlotsBefore(t *testing.T) {
 		t.Errorf("request 4 due at %v", d)
 	}
 }
-
-func TestAtomicHistMatchesHistogram(t *testing.T) {
-	var a atomicHist
-	var h histogram
-	for i := range 5000 {
-		d := time.Duration(i*i) * time.Microsecond / 7
-		a.Record(d)
-		h.Record(d)
-	}
-	s := a.snapshot()
-	for _, q := range []float64{50, 99, 99.9, 100} {
-		if s.ValueAtQuantile(q) != h.ValueAtQuantile(q) {
-			t.Errorf("p%v: %v vs %v", q, s.ValueAtQuantile(q), h.ValueAtQuantile(q))
-		}
-	}
-	var n uint64
-	for _, bc := range sparse(s) {
-		n += bc[1]
-	}
-	if n != 5000 || s.Max() != h.Max() {
-		t.Errorf("sparse holds %d values, max %v vs %v", n, s.Max(), h.Max())
-	}
-}

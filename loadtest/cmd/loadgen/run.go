@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
+	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
 )
 
 type runConfig struct {
@@ -161,7 +164,7 @@ const (
 
 // worker is one connection's closed loop and its private tallies.
 type worker struct {
-	hist       histogram
+	hist       hist.Histogram
 	status     [600]uint64
 	errors     map[string]uint64
 	reconnects uint64
@@ -197,7 +200,7 @@ func run(ctx context.Context, c *runConfig, addr, host, requestURI string) (*res
 		return nil, err
 	}
 	self0, _ := procCPU(os.Getpid())
-	host0, _ := hostBusy()
+	host0, _ := procstat.HostBusy()
 	t0 := time.Now()
 	phase.Store(phaseMeasure)
 	// Markers on stderr let a driver (compare) scrape the server's metrics
@@ -214,7 +217,7 @@ func run(ctx context.Context, c *runConfig, addr, host, requestURI string) (*res
 		return nil, fmt.Errorf("server process went away during the run: %w", err)
 	}
 	self1, _ := procCPU(os.Getpid())
-	host1, _ := hostBusy()
+	host1, _ := procstat.HostBusy()
 
 	// Every request in flight finishes or hits its deadline.
 	done := make(chan struct{})
@@ -225,7 +228,7 @@ func run(ctx context.Context, c *runConfig, addr, host, requestURI string) (*res
 		return nil, errors.New("connections did not stop within the request timeout")
 	}
 
-	var h histogram
+	var h hist.Histogram
 	res := &result{
 		Target: "http://" + host + requestURI, Kind: c.kind, EventsPerReq: c.eventsPerReq, BodyBytes: meanBytes,
 		Conns: c.conns, WarmupS: c.warmup.Seconds(), WindowS: window.Seconds(),

@@ -1,4 +1,4 @@
-package main
+package promtext
 
 import (
 	"strings"
@@ -28,28 +28,28 @@ sluice_buffer_backlog_records 0
 `
 
 func TestParseAndDelta(t *testing.T) {
-	m0, err := parseMetrics(strings.NewReader(scrape0))
+	m0, err := Parse(strings.NewReader(scrape0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m1, err := parseMetrics(strings.NewReader(scrape1))
+	m1, err := Parse(strings.NewReader(scrape1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m1.get("sluice_events_total", `outcome="accepted"`) - m0.get("sluice_events_total", `outcome="accepted"`); got != 100 {
+	if got := m1.Get("sluice_events_total", `outcome="accepted"`) - m0.Get("sluice_events_total", `outcome="accepted"`); got != 100 {
 		t.Errorf("accepted delta %v", got)
 	}
-	if got := m0.sum("sluice_events_total"); got != 11 {
+	if got := m0.Sum("sluice_events_total"); got != 11 {
 		t.Errorf("sum over labels %v", got)
 	}
-	if got := m0.sum("sluice_buffer_backlog_records"); got != 3 {
+	if got := m0.Sum("sluice_buffer_backlog_records"); got != 3 {
 		t.Errorf("backlog %v", got)
 	}
 	// Over the interval: 0 in le=0.001, 91 in (0.001, 0.002], 9 above.
-	if got := bucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.5); got != 0.002 {
+	if got := BucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.5); got != 0.002 {
 		t.Errorf("p50 %v, want 0.002", got)
 	}
-	if got := bucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.99); got != 0.002 {
+	if got := BucketQuantile(m0, m1, "sluice_wal_fsync_duration_seconds", 0.99); got != 0.002 {
 		t.Errorf("p99 beyond the last finite bucket %v, want that bucket's bound 0.002", got)
 	}
 }

@@ -1,12 +1,15 @@
-package main
+// Package hist is the log-linear latency histogram the load-test tools
+// (loadgen, bench) record into.
+package hist
 
 import (
 	"math"
 	"math/bits"
+	"sync/atomic"
 	"time"
 )
 
-// histogram is a log-linear latency histogram in the HdrHistogram style:
+// Histogram is a log-linear latency histogram in the HdrHistogram style:
 // values below 2^subBits nanoseconds get one bucket each, and every power of
 // two above that is split into 2^subBits equal buckets, so any recorded value
 // is reported within 1/2^subBits (0.78%) of the truth over the whole int64
@@ -18,7 +21,7 @@ import (
 // because that library would add a requirement to the root go.mod, which
 // this tool must not edit; the API below mirrors the library's (Record,
 // ValueAtQuantile, Merge) so swapping it in is mechanical.
-type histogram struct {
+type Histogram struct {
 	counts   [(64 - subBits) * subCount]uint64
 	total    uint64
 	sum      float64 // ns
@@ -49,7 +52,7 @@ func bucketHigh(i int) uint64 {
 }
 
 // Record adds one latency.
-func (h *histogram) Record(d time.Duration) {
+func (h *Histogram) Record(d time.Duration) {
 	v := uint64(max(d, 0))
 	h.counts[bucketOf(v)]++
 	if h.total == 0 || v < h.min {
@@ -61,7 +64,7 @@ func (h *histogram) Record(d time.Duration) {
 }
 
 // Merge adds o's counts to h.
-func (h *histogram) Merge(o *histogram) {
+func (h *Histogram) Merge(o *Histogram) {
 	if o.total == 0 {
 		return
 	}
@@ -78,7 +81,7 @@ func (h *histogram) Merge(o *histogram) {
 
 // ValueAtQuantile returns the highest value equivalent (same bucket) to the
 // q-th quantile, q in [0, 100], like HdrHistogram; never above the true max.
-func (h *histogram) ValueAtQuantile(q float64) time.Duration {
+func (h *Histogram) ValueAtQuantile(q float64) time.Duration {
 	if h.total == 0 {
 		return 0
 	}
@@ -94,12 +97,70 @@ func (h *histogram) ValueAtQuantile(q float64) time.Duration {
 	return time.Duration(h.max)
 }
 
-func (h *histogram) Mean() time.Duration {
+func (h *Histogram) Mean() time.Duration {
 	if h.total == 0 {
 		return 0
 	}
 	return time.Duration(h.sum / float64(h.total))
 }
 
-func (h *histogram) Max() time.Duration { return time.Duration(h.max) }
-func (h *histogram) Count() uint64      { return h.total }
+func (h *Histogram) Max() time.Duration { return time.Duration(h.max) }
+func (h *Histogram) Count() uint64      { return h.total }
+
+// Atomic is a histogram many goroutines record into (Histogram's buckets).
+type Atomic struct {
+	counts [len(Histogram{}.counts)]atomic.Uint64
+	total  atomic.Uint64
+	sum    atomic.Uint64 // ns
+	max    atomic.Uint64
+}
+
+// Record adds one latency.
+func (h *Atomic) Record(d time.Duration) {
+	v := uint64(max(d, 0))
+	h.counts[bucketOf(v)].Add(1)
+	h.total.Add(1)
+	h.sum.Add(v)
+	for {
+		m := h.max.Load()
+		if v <= m || h.max.CompareAndSwap(m, v) {
+			break
+		}
+	}
+}
+
+// Snapshot copies h into a plain Histogram (min is not tracked).
+func (h *Atomic) Snapshot() *Histogram {
+	var s Histogram
+	for i := range h.counts {
+		s.counts[i] = h.counts[i].Load()
+	}
+	s.total, s.sum, s.max = h.total.Load(), float64(h.sum.Load()), h.max.Load()
+	return &s
+}
+
+// Sparse returns h's non-empty buckets as (bucket index, count) pairs.
+func (h *Histogram) Sparse() [][2]uint64 {
+	var out [][2]uint64
+	for i, c := range h.counts {
+		if c > 0 {
+			out = append(out, [2]uint64{uint64(i), c})
+		}
+	}
+	return out
+}
+
+// AddSparse adds the counts of Sparse's output to h (buckets out of range are
+// skipped). Only the counts and the total change: sum, min and max do not.
+func (h *Histogram) AddSparse(sparse [][2]uint64) {
+	for _, bc := range sparse {
+		if int(bc[0]) < len(h.counts) {
+			h.counts[bc[0]] += bc[1]
+			h.total += bc[1]
+		}
+	}
+}
+
+// SetMax sets the largest value h reports, for a histogram built with
+// AddSparse.
+func (h *Histogram) SetMax(d time.Duration) { h.max = uint64(d) }
