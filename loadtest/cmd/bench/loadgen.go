@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
 	"os"
 	"os/exec"
 	"strconv"
@@ -23,69 +24,11 @@ const (
 	markEnd   = "loadgen: measured window ends"
 )
 
-// secondLine is one per-second line of "loadgen open" (see its openSecond).
-type secondLine struct {
-	T        int         `json:"t"`
-	Warmup   bool        `json:"warmup,omitempty"`
-	Offered  uint64      `json:"offered"`
-	Sent     uint64      `json:"sent"`
-	OK       uint64      `json:"ok"`
-	Non2xx   uint64      `json:"non2xx"`
-	Errors   uint64      `json:"errors"`
-	Late     uint64      `json:"late"`
-	Unsent   uint64      `json:"unsent"`
-	P50ms    float64     `json:"p50_ms"`
-	P90ms    float64     `json:"p90_ms"`
-	P99ms    float64     `json:"p99_ms"`
-	P999ms   float64     `json:"p999_ms"`
-	MaxMs    float64     `json:"max_ms"`
-	Hist     [][2]uint64 `json:"hist"`
-	LagP99ms float64     `json:"lag_p99_ms"`
-}
+// secondLine is one per-second line of "loadgen open".
+type secondLine = loadgenout.Second
 
-// openSummary is the summary line of "loadgen open" (see its openResult).
-type openSummary struct {
-	Kind         string            `json:"kind"`
-	ContentType  string            `json:"content_type"`
-	EventsPerReq int               `json:"events_per_request"`
-	BodyBytes    int               `json:"body_bytes_mean"`
-	RunID        string            `json:"run_id"`
-	Rate         float64           `json:"rate"`
-	Conns        int               `json:"conns"`
-	StartUnixNs  int64             `json:"start_unix_ns"`
-	WarmupS      float64           `json:"warmup_s"`
-	WindowS      float64           `json:"window_s"`
-	Slots        uint64            `json:"slots"`
-	Offered      uint64            `json:"offered"`
-	Sent         uint64            `json:"sent"`
-	OKRequests   uint64            `json:"ok_requests"`
-	Events       uint64            `json:"events"`
-	Non2xx       uint64            `json:"non2xx"`
-	ErrorsN      uint64            `json:"errors_n"`
-	Late         uint64            `json:"late"`
-	Unsent       uint64            `json:"unsent"`
-	OfferedRPS   float64           `json:"offered_rps"`
-	OfferedEPS   float64           `json:"offered_eps"`
-	RPS          float64           `json:"rps"`
-	EPS          float64           `json:"eps"`
-	P50ms        float64           `json:"p50_ms"`
-	P90ms        float64           `json:"p90_ms"`
-	P99ms        float64           `json:"p99_ms"`
-	P999ms       float64           `json:"p999_ms"`
-	MaxMs        float64           `json:"max_ms"`
-	MeanMs       float64           `json:"mean_ms"`
-	LagP50ms     float64           `json:"send_lag_p50_ms"`
-	LagP99ms     float64           `json:"send_lag_p99_ms"`
-	LagMaxMs     float64           `json:"send_lag_max_ms"`
-	Status       map[string]uint64 `json:"status"`
-	Errors       map[string]uint64 `json:"errors"`
-	Reconnects   uint64            `json:"reconnects"`
-	LoadgenCPUs  float64           `json:"loadgen_cpu_s"`
-	Interrupted  bool              `json:"interrupted,omitempty"`
-}
-
-// failed is every request of the window that did not get a 2xx.
-func (s *openSummary) failed() uint64 { return s.Non2xx + s.ErrorsN + s.Unsent }
+// openSummary is the summary line of "loadgen open".
+type openSummary = loadgenout.OpenSummary
 
 type openArgs struct {
 	url, kind                 string

@@ -174,7 +174,7 @@ func buildReport(res *results) string {
 			c := st.Run.CPU
 			p("| %d | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %d | %d | %.2f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
 				i+1, st.Purpose, x.OfferedRPS, x.OfferedEPS, x.EPS, fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms), fmtMs(x.MaxMs),
-				x.failed(), x.Late, c.ServerCores, st.UsPerEvent, st.Run.RSSMaxMiB, c.LoadgenCores, c.HarnessCores, c.OtherCores,
+				x.Failed(), x.Late, c.ServerCores, st.UsPerEvent, st.Run.RSSMaxMiB, c.LoadgenCores, c.HarnessCores, c.OtherCores,
 				x.LagP99ms, verdict(st))
 		}
 		if se.Target == "sluice" {

@@ -27,7 +27,7 @@ func (c criteria) judge(s *openSummary) (bool, string) {
 		return false, "nothing offered"
 	}
 	var reasons []string
-	if f := float64(s.failed()) / float64(s.Offered); f > c.MaxFailedFrac {
+	if f := float64(s.Failed()) / float64(s.Offered); f > c.MaxFailedFrac {
 		reasons = append(reasons, fmt.Sprintf("%.1f%% failed", 100*f))
 	}
 	if s.OfferedEPS > 0 && s.EPS < c.MinAchieved*s.OfferedEPS {

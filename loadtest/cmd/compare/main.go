@@ -181,7 +181,7 @@ func compare(ctx context.Context, c *config) (err error) {
 					return fmt.Errorf("round %d %s %s: %w", r+1, kind, target, err)
 				}
 				logf("round %d %-8s %-6s %9.0f events/s  p50 %.2f ms  p99 %.2f ms  %.2f µs/event  other procs %.2f cores%s",
-					rn.Round, kind, target, rn.Load.EPS, rn.Load.P50ms, rn.Load.P99ms, rn.Load.ServerUsPerEv, rn.Load.otherCores(), rn.sluiceSummary())
+					rn.Round, kind, target, rn.Load.EPS, rn.Load.P50ms, rn.Load.P99ms, rn.Load.ServerUsPerEv, rn.Load.OtherCores(), rn.sluiceSummary())
 				runs = append(runs, rn)
 				json.NewEncoder(rawOut).Encode(rn)
 			}

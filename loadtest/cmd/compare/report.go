@@ -110,7 +110,7 @@ func buildReport(c *config, runs []*run, probes []fsyncSample, prof *profile, sl
 				med(rs, func(r *run) float64 { return r.Load.P999ms }),
 				med(rs, func(r *run) float64 { return r.Load.ServerCores }),
 				med(rs, func(r *run) float64 { return r.Load.ServerUsPerEv }),
-				med(rs, func(r *run) float64 { return r.Load.otherCores() }),
+				med(rs, func(r *run) float64 { return r.Load.OtherCores() }),
 				statusSummary(rs), ratio, cpuRatio)
 		}
 	}
@@ -163,7 +163,7 @@ func buildReport(c *config, runs []*run, probes []fsyncSample, prof *profile, sl
 			gc, sh, bl = fmt.Sprintf("%.1f", r.Sluice.RecordsPerFsync), fmt.Sprintf("%.0f", r.Sluice.ShippedPerS), fmt.Sprintf("%.0f", r.Sluice.BacklogMax)
 		}
 		p("| %d | %s | %s | %.0f | %.2f | %.2f | %.1f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |\n", r.Round, r.Kind, r.Target,
-			r.Load.EPS, r.Load.P50ms, r.Load.P99ms, r.Load.MaxMs, r.Load.ServerCores, r.Load.ServerUsPerEv, r.Load.otherCores(), r.QuietBefore, gc, sh, bl)
+			r.Load.EPS, r.Load.P50ms, r.Load.P99ms, r.Load.MaxMs, r.Load.ServerCores, r.Load.ServerUsPerEv, r.Load.OtherCores(), r.QuietBefore, gc, sh, bl)
 	}
 
 	p("\n### Checks\n\n")
@@ -200,7 +200,7 @@ func checks(runs []*run, sl *sluiceProc, shutdown string) []string {
 		if r.Load.OKRequests != r.Load.Requests || len(r.Load.Errors) > 0 {
 			out = append(out, fmt.Sprintf("%s: not every request succeeded: status %v, errors %v", tag, r.Load.Status, r.Load.Errors))
 		}
-		if o := r.Load.otherCores(); o > 0.1 {
+		if o := r.Load.OtherCores(); o > 0.1 {
 			out = append(out, fmt.Sprintf("%s: other processes used %.2f cores during the window: the machine was not quiet, numbers are low", tag, o))
 		}
 		if r.Load.HostBusyCores < 0.85*float64(runtime.NumCPU()) {

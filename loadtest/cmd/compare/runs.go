@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
 	"io"
 	"net/http"
 	"os"
@@ -31,39 +32,8 @@ const (
 	markEnd   = "loadgen: measured window ends"
 )
 
-// loadResult is the part of "loadgen run"'s JSON line that compare uses; the
-// whole line is kept in run.Raw.
-type loadResult struct {
-	Kind          string            `json:"kind"`
-	Requests      uint64            `json:"requests"`
-	OKRequests    uint64            `json:"ok_requests"`
-	Events        uint64            `json:"events"`
-	WindowS       float64           `json:"window_s"`
-	RPS           float64           `json:"rps"`
-	EPS           float64           `json:"eps"`
-	P50ms         float64           `json:"p50_ms"`
-	P90ms         float64           `json:"p90_ms"`
-	P99ms         float64           `json:"p99_ms"`
-	P999ms        float64           `json:"p999_ms"`
-	MaxMs         float64           `json:"max_ms"`
-	Status        map[string]uint64 `json:"status"`
-	Errors        map[string]uint64 `json:"errors"`
-	ServerCPUs    float64           `json:"server_cpu_s"`
-	ServerCores   float64           `json:"server_cores"`
-	ServerUsPerEv float64           `json:"server_cpu_us_per_event"`
-	LoadgenCPUs   float64           `json:"loadgen_cpu_s"`
-	HostBusyCores float64           `json:"host_busy_cores"`
-}
-
-// otherCores is the CPU the host spent on neither the server nor the
-// generator during the window: other processes on a machine that should be
-// quiet.
-func (l *loadResult) otherCores() float64 {
-	if l.WindowS <= 0 {
-		return 0
-	}
-	return max(0, l.HostBusyCores-l.ServerCores-l.LoadgenCPUs/l.WindowS)
-}
+// loadResult is the JSON line "loadgen run" prints.
+type loadResult = loadgenout.Closed
 
 type run struct {
 	Round  int             `json:"round"`

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -43,41 +44,8 @@ type runConfig struct {
 	eventsPerReq int // derived from kind
 }
 
-// result is the one JSON line run prints. Latencies are of every answered
-// request in the window, whatever its status; events counts only the events
-// of 2xx answers.
-type result struct {
-	Target        string            `json:"target"`
-	Kind          string            `json:"kind"`
-	EventsPerReq  int               `json:"events_per_request"`
-	BodyBytes     int               `json:"body_bytes_mean"`
-	Conns         int               `json:"conns"`
-	WarmupS       float64           `json:"warmup_s"`
-	WindowS       float64           `json:"window_s"`
-	Requests      uint64            `json:"requests"`
-	OKRequests    uint64            `json:"ok_requests"`
-	Events        uint64            `json:"events"`
-	RPS           float64           `json:"rps"`
-	EPS           float64           `json:"eps"`
-	P50ms         float64           `json:"p50_ms"`
-	P90ms         float64           `json:"p90_ms"`
-	P99ms         float64           `json:"p99_ms"`
-	P999ms        float64           `json:"p999_ms"`
-	MaxMs         float64           `json:"max_ms"`
-	MeanMs        float64           `json:"mean_ms"`
-	Status        map[string]uint64 `json:"status"`
-	Errors        map[string]uint64 `json:"errors"`
-	Reconnects    uint64            `json:"reconnects"`
-	ServerPID     int               `json:"server_pid,omitempty"`
-	ServerCPUs    float64           `json:"server_cpu_s,omitempty"`
-	ServerCores   float64           `json:"server_cores,omitempty"`
-	ServerUsPerEv float64           `json:"server_cpu_us_per_event,omitempty"`
-	LoadgenCPUs   float64           `json:"loadgen_cpu_s"`
-	LoadgenUsReq  float64           `json:"loadgen_cpu_us_per_request"`
-	HostBusyCores float64           `json:"host_busy_cores"`
-	HostCores     int               `json:"host_cores"`
-	Interrupted   bool              `json:"interrupted,omitempty"`
-}
+// result is the one JSON line "loadgen run" prints.
+type result = loadgenout.Closed
 
 func runCmd(args []string) error {
 	var c runConfig
