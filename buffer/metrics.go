@@ -41,7 +41,12 @@ func newMetrics(reg prometheus.Registerer, b *Buffer) *metrics {
 		}),
 	}
 	m.collectors = []prometheus.Collector{
+		b.ledger,
 		m.fsyncSeconds, m.batchRecords, m.appendedRecords, m.appendedBytes, m.writeErrors,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_wal_segment_repairs_total",
+			Help: "Damaged sealed WAL segments rebuilt, at open or when a read found them broken: damaged bytes are quarantined, lost records become placeholders that sluice_wal_corrupt_records_total counts as they are skipped.",
+		}, func() float64 { return float64(b.segmentRepairs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_wal_last_index",
 			Help: "Highest durable WAL index.",
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, b *Buffer) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_buffer_disk_bytes",
 			Help: "Bytes of WAL segments on disk.",
-		}, func() float64 { return float64(b.diskBytes()) }),
+		}, func() float64 { return float64(b.DiskBytes()) }),
 	}
 	if reg != nil {
 		for _, c := range m.collectors {

@@ -27,8 +27,9 @@ type ShipperConfig struct {
 	// after a crash, re-sent duplicates are bounded by what one interval ships.
 	// Default 1s.
 	CheckpointInterval time.Duration
-	// TruncateInterval is the most often the WAL front is truncated. Each
-	// truncation rewrites the unacknowledged rest of one segment. Default 10s.
+	// TruncateInterval is the most often fully acknowledged segment files
+	// are deleted from the WAL front (a directory listing and one unlink per
+	// segment; no data is copied). Default: CheckpointInterval.
 	TruncateInterval time.Duration
 	// MaxInFlight caps records handed to the sink and not yet confirmed.
 	// Default 16384.
@@ -49,7 +50,7 @@ func (c *ShipperConfig) setDefaults() {
 		c.CheckpointInterval = time.Second
 	}
 	if c.TruncateInterval <= 0 {
-		c.TruncateInterval = 10 * time.Second
+		c.TruncateInterval = c.CheckpointInterval
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 16384
@@ -74,12 +75,12 @@ type Shipper struct {
 	log  *slog.Logger
 
 	// Owned by the run goroutine.
-	next      uint64 // next index to read
-	acked     uint64 // every index <= acked is confirmed
-	persisted uint64 // acked index last written to the checkpoint
-	inFlight  int    // records handed to the sink and not yet settled
-	window    []bool // confirmed flags for (acked, next), indexed by index % len(window)
-	failed    bool   // some record in flight failed; rewind once it settles
+	next      uint64  // next index to read
+	acked     uint64  // every index <= acked is confirmed
+	persisted uint64  // acked index last written to the checkpoint
+	inFlight  int     // records handed to the sink and not yet settled
+	window    []uint8 // slot state of (acked, next), indexed by index % len(window)
+	failed    bool    // some record in flight failed; rewind once it settles
 	backoff   time.Duration
 	tail      *committedBatch // the writer's latest hand-off being consumed
 
@@ -100,6 +101,13 @@ type Shipper struct {
 	collectors []prometheus.Collector
 }
 
+// Window slot state bits.
+const (
+	slotConfirmed  = 1 << iota // the sink confirmed it, or it was skipped
+	slotDeadLetter             // the record is for the dead-letter topic
+	slotCorrupt                // the record could not be decoded and was skipped
+)
+
 type completion struct {
 	index uint64
 	err   error
@@ -114,36 +122,20 @@ func NewShipper(buf *Buffer, sink Sink, cfg ShipperConfig) *Shipper {
 		sink:     sink,
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "shipper"),
-		window:   make([]bool, cfg.MaxInFlight),
+		window:   make([]uint8, cfg.MaxInFlight),
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		backoff:  cfg.RetryBackoff,
 	}
-	s.acked = s.startIndex() - 1
+	s.acked = buf.startIndex - 1
 	s.persisted = s.acked
 	s.next = s.acked + 1
 	s.ackedIndex.Store(s.acked)
 	s.registerMetrics()
 	go s.run()
 	return s
-}
-
-// startIndex reconciles the checkpoint with the WAL: a checkpoint outside the
-// WAL's range means one of them was lost or replaced, and shipping everything
-// still on disk is the only answer that loses nothing.
-func (s *Shipper) startIndex() uint64 {
-	first, last, acked := s.buf.firstIndex(), s.buf.LastIndex(), s.buf.initAcked
-	switch {
-	case acked > last:
-		s.log.Warn("checkpoint is past the end of the WAL; shipping the whole WAL", "acked_index", acked, "last_index", last)
-		return first
-	case acked+1 < first:
-		s.log.Warn("checkpoint is before the start of the WAL; shipping from its first record", "acked_index", acked, "first_index", first)
-		return first
-	}
-	return acked + 1
 }
 
 func (s *Shipper) registerMetrics() {
@@ -236,7 +228,8 @@ func (s *Shipper) run() {
 func (s *Shipper) fill() error {
 	last := s.buf.LastIndex()
 	for s.next <= last && s.next-s.acked <= uint64(len(s.window)) {
-		if s.window[s.next%uint64(len(s.window))] {
+		slot := s.next % uint64(len(s.window))
+		if s.window[slot]&slotConfirmed != 0 {
 			s.next++ // confirmed (or skipped) before a rewind
 			continue
 		}
@@ -254,7 +247,7 @@ func (s *Shipper) fill() error {
 			// skipping it (counted, logged) keeps the rest flowing.
 			s.corrupt.Inc()
 			s.log.Error("skipping undecodable wal record", "index", s.next, "err", err)
-			s.window[s.next%uint64(len(s.window))] = true
+			s.window[slot] = slotConfirmed | slotCorrupt
 			s.next++
 			// No Sink callback will wake the loop for this record: nudge it,
 			// or acked stays behind (and Drain waits) until the next tick.
@@ -263,6 +256,10 @@ func (s *Shipper) fill() error {
 			default:
 			}
 			continue
+		}
+		s.window[slot] = 0
+		if rec.DeadLetter {
+			s.window[slot] = slotDeadLetter
 		}
 		s.inFlight++
 		s.sink.Send(s.next, rec, s.complete)
@@ -324,18 +321,29 @@ func (s *Shipper) collect() {
 			s.failed = true
 			continue
 		}
-		s.window[c.index%uint64(len(s.window))] = true
+		s.window[c.index%uint64(len(s.window))] |= slotConfirmed
 	}
 	start := s.acked
+	var events, deadLetters, corrupt uint64
 	for s.acked+1 < s.next {
 		slot := (s.acked + 1) % uint64(len(s.window))
-		if !s.window[slot] {
+		st := s.window[slot]
+		if st&slotConfirmed == 0 {
 			break
 		}
-		s.window[slot] = false
+		switch {
+		case st&slotCorrupt != 0:
+			corrupt++
+		case st&slotDeadLetter != 0:
+			deadLetters++
+		default:
+			events++
+		}
+		s.window[slot] = 0
 		s.acked++
 	}
 	if s.acked > start {
+		s.buf.ledger.settled(events, deadLetters, corrupt)
 		s.shipped.Add(float64(s.acked - start))
 		s.ackedIndex.Store(s.acked)
 		if !s.failed {
@@ -355,7 +363,7 @@ func (s *Shipper) collect() {
 func (s *Shipper) rewind() {
 	unconfirmed := 0
 	for i := s.acked + 1; i < s.next; i++ {
-		if !s.window[i%uint64(len(s.window))] {
+		if s.window[i%uint64(len(s.window))]&slotConfirmed == 0 {
 			unconfirmed++
 		}
 	}
@@ -375,18 +383,21 @@ func (s *Shipper) saveCheckpoint() {
 	s.persisted = s.acked
 }
 
-// truncate drops acknowledged records from the WAL front, never past the
-// persisted checkpoint, so a crash cannot leave the checkpoint behind the WAL.
+// truncate deletes the fully acknowledged segments at the WAL front. It runs
+// right after saveCheckpoint, so acked is the persisted index unless the
+// checkpoint could not be written (a full disk): then freeing space matters
+// more, and a checkpoint behind the WAL's start only makes the next start ship
+// from the WAL's first record, as after any crash.
 func (s *Shipper) truncate() {
-	if s.persisted+1 <= s.buf.firstIndex() {
-		return
-	}
+	upTo := s.acked
 	t0 := time.Now()
-	if err := s.buf.truncateFront(s.persisted + 1); err != nil {
-		s.log.Error("truncate wal", "err", err)
-		return
+	removed, err := s.buf.removeAcked(upTo)
+	if err != nil {
+		s.log.Error("remove acknowledged wal segments", "err", err)
 	}
-	s.log.Debug("wal truncated", "first_index", s.persisted+1, "took", time.Since(t0))
+	if removed > 0 {
+		s.log.Debug("wal segments removed", "segments", removed, "first_index", s.buf.firstIndex(), "took", time.Since(t0))
+	}
 }
 
 // Drain waits until every record written to the WAL so far is confirmed by the

@@ -598,9 +598,26 @@ func countSegments(t *testing.T, dir string) int {
 	return len(segs)
 }
 
+func segmentBytesOnDisk(t *testing.T, dir string) int64 {
+	t.Helper()
+	segs, err := segmentFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, p := range segs {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += info.Size()
+	}
+	return total
+}
+
 // With small segments and short intervals the shipper checkpoints on its own
-// and truncates the WAL front, never past the persisted checkpoint, and
-// keeps shipping after the whole WAL was truncated.
+// and removes acknowledged segments at the WAL front, never past the persisted
+// checkpoint, and keeps shipping after the whole WAL was acknowledged.
 func TestShipperTruncatesWALFront(t *testing.T) {
 	dir := t.TempDir()
 	b := openBuffer(t, Config{Dir: dir, SegmentBytes: 1024})
@@ -614,10 +631,14 @@ func TestShipperTruncatesWALFront(t *testing.T) {
 	s := startShipper(t, b, sink, ShipperConfig{CheckpointInterval: time.Millisecond, TruncateInterval: time.Millisecond})
 	drain(t, s)
 	waitUntil(t, "the checkpoint to reach 300", func() bool { v, _ := readCheckpoint(dir); return v == 300 })
-	waitUntil(t, "the WAL front to advance", func() bool { return b.firstIndex() > 290 })
-	if got := countSegments(t, dir); got >= segments {
-		t.Errorf("%d segment files after truncation, %d before", got, segments)
+	// Everything is acknowledged: only the tail segment, which is never
+	// deleted, stays.
+	waitUntil(t, "the acknowledged segments to be removed", func() bool { return countSegments(t, dir) == 1 })
+	if first := b.firstIndex(); first <= 250 || first > 300 {
+		t.Errorf("first index %d with only the tail segment left, want in (250, 300]", first)
 	}
+	// The shipper removes a file, then counts it: wait for the count.
+	waitUntil(t, "DiskBytes to match the segment files", func() bool { return b.DiskBytes() == segmentBytesOnDisk(t, dir) })
 
 	mustAppend(t, b, "c", 0, 100)
 	drain(t, s)
@@ -741,21 +762,25 @@ func TestShipperCheckpointBeforeStart(t *testing.T) {
 	dir := t.TempDir()
 	b := openBuffer(t, Config{Dir: dir, SegmentBytes: 256})
 	mustAppend(t, b, "r", 0, 40)
-	if err := b.truncateFront(21); err != nil {
-		t.Fatal(err)
+	if n, err := b.removeAcked(20); err != nil || n == 0 {
+		t.Fatalf("removeAcked(20) = %d, %v; want segments removed", n, err)
+	}
+	first := b.firstIndex()
+	if first <= 5 || first > 21 {
+		t.Fatalf("first index %d after removing segments through 20, want in (5, 21]", first)
 	}
 	b.Close()
 	if err := writeCheckpoint(dir, 5); err != nil {
 		t.Fatal(err)
 	}
 	b = openBuffer(t, Config{Dir: dir, SegmentBytes: 256})
-	if first := b.firstIndex(); first != 21 {
-		t.Fatalf("FirstIndex = %d, want 21", first)
+	if got := b.firstIndex(); got != first {
+		t.Fatalf("FirstIndex after reopen = %d, want %d", got, first)
 	}
 	sink := newMemSink()
 	drain(t, startShipper(t, b, sink, ShipperConfig{}))
-	if got := sink.deliveredIndices(); !slices.Equal(got, span(21, 40)) {
-		t.Fatalf("delivered %v, want 21..40", got)
+	if got := sink.deliveredIndices(); !slices.Equal(got, span(first, 40)) {
+		t.Fatalf("delivered %v, want %d..40", got, first)
 	}
 }
 

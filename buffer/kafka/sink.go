@@ -39,7 +39,8 @@ type Config struct {
 	Topic string
 	// DLQTopic receives events that failed validation. Default "beacons-invalid".
 	DLQTopic string
-	// Compression is one of zstd, lz4, snappy, gzip, none. Default zstd.
+	// Compression is one of lz4, zstd, snappy, gzip, none. Default lz4: zstd
+	// took 15 % of the gateway's CPU in profiles (lz4 3.5 %) on small batches.
 	Compression string
 	// ClientID names the producer to the brokers. Default "sluice".
 	ClientID string
@@ -64,7 +65,7 @@ func (c *Config) setDefaults() {
 		c.DLQTopic = "beacons-invalid"
 	}
 	if c.Compression == "" {
-		c.Compression = "zstd"
+		c.Compression = "lz4"
 	}
 	if c.ClientID == "" {
 		c.ClientID = "sluice"
@@ -100,8 +101,9 @@ func CompressionCodec(name string) (kgo.CompressionCodec, error) {
 // Sink produces buffer records to Kafka: acks=all, idempotent, keyed records
 // partitioned like the Java client (murmur2), so other producers agree.
 type Sink struct {
-	cfg    Config
-	client *kgo.Client
+	cfg      Config
+	client   *kgo.Client
+	instance []byte // cfg.InstanceID, the header value every record shares
 }
 
 // New creates the producer. It does not wait for the brokers: the WAL holds
@@ -137,7 +139,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	return &Sink{cfg: cfg, client: client}, nil
+	return &Sink{cfg: cfg, client: client, instance: []byte(cfg.InstanceID)}, nil
 }
 
 // Send implements buffer.Sink.
@@ -146,18 +148,42 @@ func (s *Sink) Send(index uint64, rec *buffer.Record, done func(uint64, error)) 
 	if rec.DeadLetter {
 		topic = s.cfg.DLQTopic
 	}
-	kr := &kgo.Record{
-		Topic: topic,
-		Key:   rec.Key,
-		Value: rec.Value,
-		Headers: []kgo.RecordHeader{
-			{Key: HeaderEventID, Value: []byte(uuid.UUID(rec.ID).String())},
-			{Key: HeaderSchema, Value: []byte(SchemaVersion)},
-			{Key: HeaderInstance, Value: []byte(s.cfg.InstanceID)},
-			{Key: HeaderWALIndex, Value: strconv.AppendUint(nil, index, 10)},
-		},
+	// One allocation for the record, its headers and their variable values:
+	// the per-record allocations were a visible share of the gateway's CPU.
+	o := &outRecord{}
+	const n = 36 // a UUID's canonical length
+	vals := appendUUID(o.buf[:0], uuid.UUID(rec.ID))
+	vals = strconv.AppendUint(vals, index, 10)
+	o.headers = [4]kgo.RecordHeader{
+		{Key: HeaderEventID, Value: vals[:n:n]},
+		{Key: HeaderSchema, Value: schemaBytes},
+		{Key: HeaderInstance, Value: s.instance},
+		{Key: HeaderWALIndex, Value: vals[n:]},
 	}
-	s.client.Produce(context.Background(), kr, func(_ *kgo.Record, err error) { done(index, err) })
+	o.kr = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: o.headers[:]}
+	s.client.Produce(context.Background(), &o.kr, func(_ *kgo.Record, err error) { done(index, err) })
+}
+
+// outRecord is a record on its way to Kafka with room for its header values
+// (a 36-byte UUID and up to 20 digits of WAL index).
+type outRecord struct {
+	kr      kgo.Record
+	headers [4]kgo.RecordHeader
+	buf     [56]byte
+}
+
+var schemaBytes = []byte(SchemaVersion)
+
+// appendUUID writes id in its canonical 8-4-4-4-12 form.
+func appendUUID(dst []byte, id uuid.UUID) []byte {
+	const hex = "0123456789abcdef"
+	for i, b := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hex[b>>4], hex[b&0xf])
+	}
+	return dst
 }
 
 // Close flushes what it can within ctx and closes the client. Records not yet
