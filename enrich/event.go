@@ -2,11 +2,12 @@ package enrich
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/netip"
-	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // Event is one client event that passed validation.
@@ -38,23 +39,37 @@ type Meta struct {
 	Source        string // the write key's source, if any
 }
 
-// clientFields are the top-level fields Sluice reads. Both snake_case and the
-// camelCase of Segment-style SDKs are accepted; "event" (a track call's name)
+// The top-level fields Sluice reads. Both snake_case and the camelCase of
+// Segment-style SDKs are accepted, as encoding/json would match them (exact
+// or case-insensitive; the last duplicate wins); "event" (a track call's name)
 // wins over "type" (which Segment uses for the call kind).
-type clientFields struct {
-	Type         json.RawMessage `json:"type"`
-	Event        json.RawMessage `json:"event"`
-	AnonymousID  json.RawMessage `json:"anonymous_id"`
-	AnonymousID2 json.RawMessage `json:"anonymousId"`
-	UserID       json.RawMessage `json:"user_id"`
-	UserID2      json.RawMessage `json:"userId"`
-	SentAt       json.RawMessage `json:"sent_at"`
-	SentAt2      json.RawMessage `json:"sentAt"`
+const (
+	fieldType = iota
+	fieldEvent
+	fieldAnonymousID
+	fieldAnonymousID2
+	fieldUserID
+	fieldUserID2
+	fieldSentAt
+	fieldSentAt2
+	numFields
+)
+
+var fieldNames = [numFields]string{"type", "event", "anonymous_id", "anonymousId", "user_id", "userId", "sent_at", "sentAt"}
+
+func fieldIndex(key string) int {
+	for i, name := range fieldNames {
+		if len(key) == len(name) && strings.EqualFold(key, name) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Validate checks one element of a request body. raw must be syntactically
 // valid JSON (the gateway's decoder guarantees it). It returns the event, or
-// the reason it is invalid.
+// the reason it is invalid. One gjson pass over the top level reads the
+// fields; nested values are skipped, not decoded.
 func Validate(raw []byte) (Event, string) {
 	if !utf8.Valid(raw) {
 		return Event{}, "invalid UTF-8"
@@ -63,56 +78,57 @@ func Validate(raw []byte) (Event, string) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Event{}, "not a JSON object"
 	}
-	var f clientFields
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return Event{}, "not a JSON object: " + err.Error()
-	}
+	var f [numFields]gjson.Result
+	gjson.ParseBytes(trimmed).ForEach(func(k, v gjson.Result) bool {
+		if i := fieldIndex(k.Str); i >= 0 {
+			f[i] = v
+		}
+		return true
+	})
 	ev := Event{Raw: raw}
 	var ok bool
-	if ev.Type, ok = firstString(f.Event, f.Type); !ok {
+	if ev.Type, ok = firstString(f[fieldEvent], f[fieldType]); !ok {
 		return Event{}, `"type" (or "event") must be a string`
 	}
 	if ev.Type == "" {
 		return Event{}, `missing event type: set "type" (or "event")`
 	}
-	if ev.AnonymousID, ok = firstID(f.AnonymousID, f.AnonymousID2); !ok {
+	if ev.AnonymousID, ok = firstID(f[fieldAnonymousID], f[fieldAnonymousID2]); !ok {
 		return Event{}, `"anonymous_id" must be a string or a number`
 	}
-	if ev.UserID, ok = firstID(f.UserID, f.UserID2); !ok {
+	if ev.UserID, ok = firstID(f[fieldUserID], f[fieldUserID2]); !ok {
 		return Event{}, `"user_id" must be a string or a number`
 	}
-	if ev.SentAt, ok = firstString(f.SentAt, f.SentAt2); !ok {
+	if ev.SentAt, ok = firstString(f[fieldSentAt], f[fieldSentAt2]); !ok {
 		return Event{}, `"sent_at" must be a string`
 	}
 	return ev, ""
 }
 
 // firstString returns the first present, non-null value, which must be a string.
-func firstString(vals ...json.RawMessage) (string, bool) {
+func firstString(vals ...gjson.Result) (string, bool) {
 	for _, v := range vals {
-		if len(v) == 0 || string(v) == "null" {
+		switch v.Type {
+		case gjson.Null: // absent or null
 			continue
+		case gjson.String:
+			return v.Str, true
 		}
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return "", false
-		}
-		return s, true
+		return "", false
 	}
 	return "", true
 }
 
 // firstID is like firstString but also takes numbers, as user ids often are.
-func firstID(vals ...json.RawMessage) (string, bool) {
+func firstID(vals ...gjson.Result) (string, bool) {
 	for _, v := range vals {
-		if len(v) == 0 || string(v) == "null" {
+		switch v.Type {
+		case gjson.Null:
 			continue
-		}
-		if v[0] == '"' {
-			return firstString(v)
-		}
-		if _, err := strconv.ParseFloat(string(v), 64); err == nil {
-			return string(v), true
+		case gjson.String:
+			return v.Str, true
+		case gjson.Number:
+			return v.Raw, true
 		}
 		return "", false
 	}

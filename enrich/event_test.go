@@ -2,8 +2,11 @@ package enrich
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
+	"strconv"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidate(t *testing.T) {
@@ -117,4 +120,101 @@ func TestValidateInvalid(t *testing.T) {
 	f("\x80", "invalid UTF-8")
 	// An encoded surrogate half is not valid UTF-8 either.
 	f("{\"type\":\"\xed\xa0\x80\"}", "invalid UTF-8")
+}
+
+// validateStdlib is the encoding/json implementation Validate replaced: the
+// oracle of FuzzValidate.
+func validateStdlib(raw []byte) (Event, string) {
+	if !utf8.Valid(raw) {
+		return Event{}, "invalid UTF-8"
+	}
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return Event{}, "not a JSON object"
+	}
+	var f struct {
+		Type         json.RawMessage `json:"type"`
+		Event        json.RawMessage `json:"event"`
+		AnonymousID  json.RawMessage `json:"anonymous_id"`
+		AnonymousID2 json.RawMessage `json:"anonymousId"`
+		UserID       json.RawMessage `json:"user_id"`
+		UserID2      json.RawMessage `json:"userId"`
+		SentAt       json.RawMessage `json:"sent_at"`
+		SentAt2      json.RawMessage `json:"sentAt"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return Event{}, "not a JSON object: " + err.Error()
+	}
+	str := func(vals ...json.RawMessage) (string, bool) {
+		for _, v := range vals {
+			if len(v) == 0 || string(v) == "null" {
+				continue
+			}
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return "", false
+			}
+			return s, true
+		}
+		return "", true
+	}
+	id := func(vals ...json.RawMessage) (string, bool) {
+		for _, v := range vals {
+			if len(v) == 0 || string(v) == "null" {
+				continue
+			}
+			if v[0] == '"' {
+				return str(v)
+			}
+			if _, err := strconv.ParseFloat(string(v), 64); err == nil {
+				return string(v), true
+			}
+			return "", false
+		}
+		return "", true
+	}
+	ev := Event{Raw: raw}
+	var ok bool
+	if ev.Type, ok = str(f.Event, f.Type); !ok || ev.Type == "" {
+		return Event{}, "type"
+	}
+	if ev.AnonymousID, ok = id(f.AnonymousID, f.AnonymousID2); !ok {
+		return Event{}, "anonymous_id"
+	}
+	if ev.UserID, ok = id(f.UserID, f.UserID2); !ok {
+		return Event{}, "user_id"
+	}
+	if ev.SentAt, ok = str(f.SentAt, f.SentAt2); !ok {
+		return Event{}, "sent_at"
+	}
+	return ev, ""
+}
+
+// FuzzValidate checks Validate against encoding/json on valid JSON: the same
+// verdict and the same fields.
+func FuzzValidate(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"a"}`, `{"event":"e","type":"t"}`, `{"TYPE":"a"}`, `{"type":"a","type":"b"}`,
+		`{"type":"a","anonymousId":42,"userId":"u","sentAt":"2026"}`, `{"type":1}`, `{"type":null,"event":"x"}`,
+		`{"type":"a\u00e9\n\"q\""}`, `{"type":"a","user_id":true}`, `[1]`, `"x"`, `{"type":"a","nested":{"type":"no"}}`,
+		`{"type":"\ud800"}`, `{"type":"a","user_id":-1.5e3}`, `{"Type":"a","type":"b"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		got, gotReason := Validate(raw)
+		want, wantReason := validateStdlib(raw)
+		if (gotReason == "") != (wantReason == "") {
+			t.Fatalf("Validate(%q): reason %q; encoding/json: %q", raw, gotReason, wantReason)
+		}
+		if gotReason != "" {
+			return
+		}
+		if got.Type != want.Type || got.AnonymousID != want.AnonymousID || got.UserID != want.UserID || got.SentAt != want.SentAt {
+			t.Fatalf("Validate(%q) = %+v; encoding/json %+v", raw, got, want)
+		}
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/mileusna/useragent"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gateway/sluice/buffer"
@@ -29,6 +28,9 @@ type Config struct {
 	QueueSize int
 	// TrustedProxies may set X-Forwarded-For. Default none.
 	TrustedProxies TrustedProxies
+	// Ledger accounts for every event taken in (see buffer.Ledger); nil
+	// keeps a private one.
+	Ledger *buffer.Ledger
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the pipeline's metrics; nil registers nothing.
@@ -40,6 +42,9 @@ var (
 	ErrQueueFull = errors.New("intake queue full")
 	// ErrClosed means the pipeline is shutting down: answer 503.
 	ErrClosed = errors.New("pipeline closed")
+	// ErrBufferFull is wrapped by a Done error when the buffer was at its
+	// size limit or the disk was full.
+	ErrBufferFull = buffer.ErrFull
 )
 
 // Batch is one request's events on their way to the buffer.
@@ -51,6 +56,10 @@ type Batch struct {
 	// (err nil) or failed to be written. It runs on the buffer's writer
 	// goroutine and must not block.
 	Done func(err error)
+	// DropWhenFull says the client gets a 2xx even when the buffer refuses
+	// the batch for being full (the drop-newest policy): the events then
+	// count as dropped, not refused.
+	DropWhenFull bool
 }
 
 // Pipeline is the bounded intake queue and its worker pool.
@@ -65,7 +74,7 @@ type Pipeline struct {
 	workers sync.WaitGroup
 
 	events     *prometheus.CounterVec
-	dropped    *prometheus.CounterVec
+	uas        *uaCache
 	collectors []prometheus.Collector
 }
 
@@ -80,22 +89,22 @@ func New(buf Appender, cfg Config) *Pipeline {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Ledger == nil {
+		cfg.Ledger = buffer.NewLedger()
+	}
 	p := &Pipeline{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "enrich"),
 		buf:    buf,
 		intake: make(chan *Batch, cfg.QueueSize),
+		uas:    newUACache(4096),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_events_total",
 			Help: "Events by outcome: accepted (valid, queued for the WAL), invalid (queued for the dead-letter topic), rejected (the client got an error).",
 		}, []string{"outcome"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_events_dropped_total",
-			Help: "Events lost after the client got its 2xx, by reason (only possible with --ack=enqueue).",
-		}, []string{"reason"}),
 	}
 	p.collectors = []prometheus.Collector{
-		p.events, p.dropped,
+		p.events,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_intake_queue_length",
 			Help: "Requests waiting for an enrichment worker.",
@@ -108,7 +117,6 @@ func New(buf Appender, cfg Config) *Pipeline {
 	for _, outcome := range []string{"accepted", "invalid", "rejected"} {
 		p.events.WithLabelValues(outcome) // exported as 0 before the first event
 	}
-	p.dropped.WithLabelValues("wal_write")
 	if cfg.Registerer != nil {
 		for _, c := range p.collectors {
 			cfg.Registerer.MustRegister(c)
@@ -133,6 +141,7 @@ func (p *Pipeline) Submit(b *Batch) error {
 	}
 	select {
 	case p.intake <- b:
+		p.cfg.Ledger.Received(len(b.Events) + len(b.Invalid))
 		p.events.WithLabelValues("accepted").Add(float64(len(b.Events)))
 		p.events.WithLabelValues("invalid").Add(float64(len(b.Invalid)))
 		return nil
@@ -140,6 +149,12 @@ func (p *Pipeline) Submit(b *Batch) error {
 		p.events.WithLabelValues("rejected").Add(n)
 		return ErrQueueFull
 	}
+}
+
+// DropNewest accounts for n events dropped on arrival because the buffer is
+// full and the policy is drop-newest.
+func (p *Pipeline) DropNewest(n int) {
+	p.cfg.Ledger.ReceivedDropped(n, buffer.ReasonBufferFull)
 }
 
 // CountRejected records events the gateway refused after Submit succeeded
@@ -169,7 +184,7 @@ func (p *Pipeline) process(b *Batch) {
 		ctx.IP = ip.String()
 	}
 	if ctx.UserAgent != "" {
-		ctx.UA = useragent.Parse(ctx.UserAgent)
+		ctx.UA = p.uas.parse(ctx.UserAgent)
 	}
 	receivedAt := b.Meta.ReceivedAt
 	if receivedAt.IsZero() {
@@ -178,7 +193,14 @@ func (p *Pipeline) process(b *Batch) {
 	ms := receivedAt.UnixMilli()
 	n := len(b.Events) + len(b.Invalid)
 	frames := make([][]byte, 0, n)
-	var arena, val []byte
+	// Sized for the common case (the envelope adds ~300 bytes of context to
+	// the raw event), so the buffers rarely grow.
+	rawBytes := 0
+	for i := range b.Events {
+		rawBytes += len(b.Events[i].Raw)
+	}
+	val := make([]byte, 0, 512+rawBytes/max(1, len(b.Events)))
+	arena := make([]byte, 0, n*400+rawBytes+len(b.Invalid)*512)
 	for i := range b.Events {
 		ev := &b.Events[i]
 		id, err := uuid.NewV7()
@@ -202,15 +224,21 @@ func (p *Pipeline) process(b *Batch) {
 	}
 	done := b.Done
 	p.buf.Append(frames, func(_, _ uint64, err error) {
-		if done != nil {
-			done(err) // the handler is waiting and answers 503
-			return
-		}
 		if err != nil {
-			// --ack=enqueue: the client already has its 2xx, nobody else
-			// can report the loss.
-			p.dropped.WithLabelValues("wal_write").Add(float64(n))
-			p.log.Error("events lost after a 2xx (--ack=enqueue): the WAL write failed", "events", n, "err", err)
+			reason := buffer.ReasonWALWrite
+			if errors.Is(err, buffer.ErrFull) {
+				reason = buffer.ReasonBufferFull
+			}
+			clientTold := done != nil && !(b.DropWhenFull && reason == buffer.ReasonBufferFull)
+			p.cfg.Ledger.NotWritten(n, reason, clientTold)
+			if done == nil {
+				// --ack=enqueue: the client already has its 2xx, nobody
+				// else can report the loss.
+				p.log.Error("events lost after a 2xx (--ack=enqueue): the WAL write failed", "events", n, "err", err)
+			}
+		}
+		if done != nil {
+			done(err) // the handler is waiting and answers 503 on an error
 		}
 	})
 }
@@ -226,6 +254,7 @@ func appendFrame(arena []byte, frames [][]byte, rec *buffer.Record) ([]byte, [][
 
 func (p *Pipeline) fail(b *Batch, err error) {
 	p.log.Error("enrich batch", "err", err)
+	p.cfg.Ledger.NotWritten(len(b.Events)+len(b.Invalid), buffer.ReasonEnrich, b.Done != nil)
 	if b.Done != nil {
 		b.Done(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -326,9 +327,10 @@ func TestPipelineEmptyBatch(t *testing.T) {
 }
 
 func TestPipelineDoneGetsAppendError(t *testing.T) {
-	errDisk := errors.New("disk full")
+	errDisk := fmt.Errorf("write wal: %w", buffer.ErrFull)
 	app := &fakeAppender{t: t, err: errDisk}
-	p := newPipeline(t, app, Config{Workers: 1})
+	ledger := buffer.NewLedger()
+	p := newPipeline(t, app, Config{Workers: 1, Ledger: ledger})
 	done, doneCh := doneChan()
 	if err := p.Submit(&Batch{Events: []Event{mustEvent(t, `{"type":"t"}`)}, Done: done}); err != nil {
 		t.Fatal(err)
@@ -337,17 +339,29 @@ func TestPipelineDoneGetsAppendError(t *testing.T) {
 		t.Fatalf("Done(%v), want %v", err, errDisk)
 	}
 	// A batch without Done (--ack=enqueue: the client has its 2xx) counts
-	// its events as dropped, since nobody else can report the loss.
+	// its events as dropped, since nobody else can report the loss; the one
+	// with Done was refused (its client got the error).
 	if err := p.Submit(&Batch{Events: []Event{mustEvent(t, `{"type":"t"}`), mustEvent(t, `{"type":"u"}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	dropped := p.dropped.WithLabelValues("wal_write")
 	p.Close()
 	if n := len(app.Calls()); n != 2 {
 		t.Fatalf("%d Append calls, want 2", n)
 	}
-	if got := testutil.ToFloat64(dropped); got != 2 {
-		t.Errorf("sluice_events_dropped_total{reason=wal_write} = %v, want 2", got)
+	got := ledger.Snapshot()
+	want := buffer.LedgerSnapshot{
+		"received/http":       3,
+		"refused/buffer_full": 1,
+		"dropped/buffer_full": 2,
+		"buffered":            0,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if r, a := ledger.Balance(); r != a {
+		t.Errorf("ledger out of balance: received %d, accounted for %d", r, a)
 	}
 }
 
@@ -523,9 +537,6 @@ func TestPipelineMetrics(t *testing.T) {
 sluice_events_total{outcome="accepted"} 3
 sluice_events_total{outcome="invalid"} 1
 sluice_events_total{outcome="rejected"} 11
-# HELP sluice_events_dropped_total Events lost after the client got its 2xx, by reason (only possible with --ack=enqueue).
-# TYPE sluice_events_dropped_total counter
-sluice_events_dropped_total{reason="wal_write"} 0
 # HELP sluice_intake_queue_capacity Requests the intake queue holds before answering 503.
 # TYPE sluice_intake_queue_capacity gauge
 sluice_intake_queue_capacity 1
@@ -640,5 +651,27 @@ sluice_events_total{outcome="rejected"} %d
 	}
 	if events != accepted.Load() {
 		t.Fatalf("%d events reached the buffer, %d were accepted", events, accepted.Load())
+	}
+}
+
+func TestUACache(t *testing.T) {
+	c := newUACache(2)
+	chrome := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+	first := c.parse(chrome)
+	if first.Name != "Chrome" {
+		t.Fatalf("parsed %+v", first)
+	}
+	if c.c.Len() != 1 {
+		t.Fatalf("cache holds %d entries after one parse, want 1", c.c.Len())
+	}
+	if again := c.parse(chrome); !reflect.DeepEqual(again, first) {
+		t.Fatalf("cached parse %+v differs from the first %+v", again, first)
+	}
+	long := chrome + strings.Repeat(" x", maxCachedUA)
+	if got := c.parse(long); got.Name != "Chrome" {
+		t.Fatalf("long UA parsed as %+v", got)
+	}
+	if c.c.Contains(long) {
+		t.Fatal("a UA over maxCachedUA was cached")
 	}
 }

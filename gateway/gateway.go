@@ -43,6 +43,38 @@ func ParseAckMode(s string) (AckMode, error) {
 	return "", fmt.Errorf("unknown ack mode %q (want disk or enqueue)", s)
 }
 
+// WhenFull is what happens to events at the buffer's hard limit.
+type WhenFull string
+
+const (
+	// WhenFullReject answers 503 + Retry-After: the client keeps the event.
+	WhenFullReject WhenFull = "reject"
+	// WhenFullDropNewest answers 202 and drops the new events (counted in
+	// sluice_events_dropped_total{reason="buffer_full"}): for deployments
+	// where pushing back on clients is worse than losing the newest data.
+	WhenFullDropNewest WhenFull = "drop-newest"
+)
+
+// ParseWhenFull validates a --buffer-when-full value.
+func ParseWhenFull(s string) (WhenFull, error) {
+	switch WhenFull(s) {
+	case WhenFullReject, WhenFullDropNewest:
+		return WhenFull(s), nil
+	}
+	return "", fmt.Errorf("unknown policy %q (want reject or drop-newest)", s)
+}
+
+// BufferLimits are the watermarks of the write-ahead buffer. Between Soft and
+// Hard, clients that can retry (SDK batches, fetch) get 503 + Retry-After,
+// while fire-and-forget ones, which cannot see an answer (pixels, sendBeacon
+// and other no-cors requests), are still accepted: a 503 would only lose
+// their event. At Hard the WhenFull policy applies to everyone.
+type BufferLimits struct {
+	Used       func() int64 // the buffer's size on disk
+	Soft, Hard int64
+	WhenFull   WhenFull // default reject
+}
+
 // Config configures the gateway. The zero value of every field means its default.
 type Config struct {
 	// Listen is the public address. Default ":8080".
@@ -73,6 +105,9 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
 	// Defaults 10s, 10s and 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Buffer is the write-ahead buffer's size limits; without Buffer.Used
+	// there are none (the buffer still refuses writes past its own limit).
+	Buffer BufferLimits
 	// Pprof serves /debug/pprof on the admin port. Default off.
 	Pprof bool
 	// Logger defaults to slog.Default().
@@ -120,6 +155,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Buffer.WhenFull == "" {
+		c.Buffer.WhenFull = WhenFullReject
 	}
 }
 

@@ -71,12 +71,22 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-// mediaType is the Content-Type without parameters, lower-cased.
+// beaconTypes are the media types a beacon body may have.
+var beaconTypes = []string{"application/json", "text/plain", "application/x-ndjson"}
+
+// mediaType is the Content-Type without parameters, lower-cased. The known
+// types come back as constants: no allocation on the hot path.
 func mediaType(ct []byte) string {
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return string(bytes.ToLower(bytes.TrimSpace(ct)))
+	ct = bytes.TrimSpace(ct)
+	for _, t := range beaconTypes {
+		if len(ct) == len(t) && bytes.EqualFold(ct, []byte(t)) {
+			return t
+		}
+	}
+	return string(bytes.ToLower(ct))
 }
 
 func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
@@ -101,7 +111,7 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 			strconv.Itoa(len(elems))+" events in one request; the limit is "+strconv.Itoa(s.cfg.MaxBatchEvents))
 		return
 	}
-	s.accept(ctx, elems, s.respondJSON)
+	s.accept(ctx, elems, fireAndForget(ctx), s.respondJSON)
 }
 
 // readBody returns the request body, decompressed if it is gzip, as a copy:
@@ -130,10 +140,15 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	return nil, false
 }
 
+// outcome is what a request's events became.
+type outcome struct {
+	accepted, invalid, dropped int
+}
+
 // accept validates the elements of a request, submits them as one batch,
 // waits for the WAL when the ack mode says so, and answers with respond (or
 // an error through writeError).
-func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, respond func(*fasthttp.RequestCtx, int, int)) {
+func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, fireAndForget bool, respond func(*fasthttp.RequestCtx, outcome)) {
 	b := &enrich.Batch{Meta: s.meta(ctx)}
 	for _, raw := range elems {
 		if len(raw) > s.cfg.MaxEventBytes {
@@ -148,6 +163,28 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, respond func(*
 		}
 		b.Events = append(b.Events, ev)
 	}
+	n := len(b.Events) + len(b.Invalid)
+	dropWhenFull := s.cfg.Buffer.WhenFull == WhenFullDropNewest
+	switch s.bufferLevel() {
+	case levelSoft:
+		if !fireAndForget {
+			s.pipeline.CountRejected(n)
+			ctx.Response.Header.Set("Retry-After", s.retryAfter)
+			s.writeError(ctx, fasthttp.StatusServiceUnavailable, "buffer above its soft limit",
+				"Kafka is behind and the gateway is saving its disk for clients that cannot retry; retry later")
+			return
+		}
+	case levelFull:
+		if dropWhenFull {
+			s.pipeline.DropNewest(n)
+			respond(ctx, outcome{dropped: n})
+			return
+		}
+		s.pipeline.CountRejected(n)
+		s.bufferFull(ctx)
+		return
+	}
+	b.DropWhenFull = dropWhenFull
 	var (
 		w   *waiter
 		err error
@@ -164,40 +201,88 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, respond func(*
 		return
 	}
 	if w != nil {
-		timer := time.NewTimer(s.cfg.AckTimeout)
+		w.timer.Reset(s.cfg.AckTimeout)
 		select {
 		case err = <-w.ch:
-			timer.Stop()
+			w.timer.Stop()
 			putWaiter(w)
-		case <-timer.C:
+		case <-w.timer.C:
 			// The waiter is abandoned, not pooled: the writer may still
 			// send on it.
 			err = errAckTimeout
 		}
-		if err != nil {
-			s.pipeline.CountRejected(len(b.Events) + len(b.Invalid))
-			s.log.Warn("request not acknowledged", "events", len(b.Events)+len(b.Invalid), "err", err)
+		switch {
+		case err == nil:
+		case dropWhenFull && errors.Is(err, enrich.ErrBufferFull):
+			respond(ctx, outcome{dropped: n}) // the pipeline counted them as dropped
+			return
+		default:
+			s.pipeline.CountRejected(n)
+			s.log.Warn("request not acknowledged", "events", n, "err", err)
 			s.unavailable(ctx, err)
 			return
 		}
 	}
-	respond(ctx, len(b.Events), len(b.Invalid))
+	respond(ctx, outcome{accepted: len(b.Events), invalid: len(b.Invalid)})
 }
 
-// respondJSON is the beacon route's success answer: 204, or 200 with the
-// counts when some events went to the dead-letter topic.
-func (s *Server) respondJSON(ctx *fasthttp.RequestCtx, accepted, invalid int) {
-	if invalid == 0 {
+type bufferLevel int
+
+const (
+	levelOK bufferLevel = iota
+	levelSoft
+	levelFull
+)
+
+func (s *Server) bufferLevel() bufferLevel {
+	lim := &s.cfg.Buffer
+	if lim.Used == nil {
+		return levelOK
+	}
+	switch used := lim.Used(); {
+	case lim.Hard > 0 && used >= lim.Hard:
+		return levelFull
+	case lim.Soft > 0 && used >= lim.Soft:
+		return levelSoft
+	}
+	return levelOK
+}
+
+func (s *Server) bufferFull(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("Retry-After", s.retryAfter)
+	s.writeError(ctx, fasthttp.StatusServiceUnavailable, "buffer full",
+		"the write-ahead buffer is at its size limit (or the disk is full) while Kafka is behind; retry later")
+}
+
+// fireAndForget says whether the client cannot read the answer and so cannot
+// retry: a no-cors request (navigator.sendBeacon with a string, FormData or
+// URLSearchParams; fetch with mode no-cors) is opaque to the page's script.
+func fireAndForget(ctx *fasthttp.RequestCtx) bool {
+	return bytes.EqualFold(ctx.Request.Header.Peek("Sec-Fetch-Mode"), []byte("no-cors"))
+}
+
+// respondJSON is the beacon route's success answer: 204, 200 with the
+// counts when some events went to the dead-letter topic, or 202 with the
+// counts when the buffer was full and the drop-newest policy dropped them.
+func (s *Server) respondJSON(ctx *fasthttp.RequestCtx, o outcome) {
+	if o.invalid == 0 && o.dropped == 0 {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
+	if o.dropped > 0 {
+		ctx.SetStatusCode(fasthttp.StatusAccepted)
+	}
 	ctx.SetContentType("application/json")
-	var out [64]byte
+	var out [96]byte
 	b := append(out[:0], `{"accepted":`...)
-	b = strconv.AppendInt(b, int64(accepted), 10)
+	b = strconv.AppendInt(b, int64(o.accepted), 10)
 	b = append(b, `,"invalid":`...)
-	b = strconv.AppendInt(b, int64(invalid), 10)
+	b = strconv.AppendInt(b, int64(o.invalid), 10)
+	if o.dropped > 0 {
+		b = append(b, `,"dropped":`...)
+		b = strconv.AppendInt(b, int64(o.dropped), 10)
+	}
 	ctx.SetBody(append(b, '}'))
 }
 
@@ -237,6 +322,8 @@ func (s *Server) unavailable(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, enrich.ErrClosed):
 		ctx.SetConnectionClose()
 		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "shutting down", "retry against another instance")
+	case errors.Is(err, enrich.ErrBufferFull):
+		s.bufferFull(ctx)
 	default:
 		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "buffer unavailable", err.Error())
 	}
@@ -284,14 +371,17 @@ func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
 	s.metrics.observe("other", code, 0)
 }
 
-// waiter carries one request's WAL acknowledgement back to its handler.
+// waiter carries one request's WAL acknowledgement back to its handler. It
+// is pooled with its timer: a new timer per request was a visible cost.
 type waiter struct {
-	ch   chan error
-	done func(error)
+	ch    chan error
+	done  func(error)
+	timer *time.Timer // stopped while pooled
 }
 
 var waiters = sync.Pool{New: func() any {
-	w := &waiter{ch: make(chan error, 1)}
+	w := &waiter{ch: make(chan error, 1), timer: time.NewTimer(time.Hour)}
+	w.timer.Stop()
 	w.done = func(err error) { w.ch <- err }
 	return w
 }}

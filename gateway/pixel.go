@@ -33,7 +33,8 @@ func (s *Server) handlePixel(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable pixel", err.Error())
 		return
 	}
-	s.accept(ctx, [][]byte{event}, func(ctx *fasthttp.RequestCtx, _, _ int) {
+	// An image request cannot read its answer: it is always fire-and-forget.
+	s.accept(ctx, [][]byte{event}, true, func(ctx *fasthttp.RequestCtx, _ outcome) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 	})
 }
