@@ -15,6 +15,9 @@ const usage = `sluice: HTTP beacon ingestion gateway
 Usage:
   sluice [serve] [flags]     run the gateway (the default)
   sluice tail [flags]        print the envelopes arriving in Kafka, one per line
+  sluice buffer inspect DIR  show a WAL directory's first, last and acked index,
+                             backlog and quarantine (--json for machines)
+  sluice buffer verify DIR   check every WAL segment and record CRC; exit 1 on damage
   sluice version             print the version
 
 Run "sluice serve -h" or "sluice tail -h" for flags. Every flag has an
@@ -36,6 +39,8 @@ func run(args []string) int {
 		err = serve(args)
 	case "tail":
 		err = tail(args)
+	case "buffer":
+		err = bufferCmd(args, os.Stdout)
 	case "version":
 		fmt.Println(version())
 		return 0

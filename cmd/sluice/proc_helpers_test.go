@@ -149,6 +149,24 @@ type sluiceProc struct {
 // 127.0.0.1 port and JSON logs, and waits until it serves.
 func startSluice(t *testing.T, name, dataDir string, extra ...string) *sluiceProc {
 	t.Helper()
+	t0 := time.Now()
+	p := spawnSluice(t, name, dataDir, extra...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			p.dumpLog(150)
+		}
+	})
+	took := p.awaitServing(t0)
+	t.Logf("%s: pid %d serving in %v: public %s, admin %s, kafka %s", name, p.cmd.Process.Pid,
+		took.Round(time.Millisecond), p.public, p.admin, p.kafka)
+	return p
+}
+
+// spawnSluice is the first half of startSluice: it starts `sluice serve` on
+// dataDir and follows its log, without waiting for it to serve, so a kill
+// can land anywhere in startup. awaitServing is the second half.
+func spawnSluice(t *testing.T, name, dataDir string, extra ...string) *sluiceProc {
+	t.Helper()
 	args := append([]string{
 		"serve",
 		"--listen", "127.0.0.1:0",
@@ -170,7 +188,6 @@ func startSluice(t *testing.T, name, dataDir string, extra ...string) *sluicePro
 	if err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("%s: start: %v", name, err)
 	}
@@ -186,11 +203,14 @@ func startSluice(t *testing.T, name, dataDir string, extra ...string) *sluicePro
 				t.Errorf("%s: pid %d did not exit after SIGKILL", name, p.cmd.Process.Pid)
 			}
 		}
-		if t.Failed() {
-			p.dumpLog(150)
-		}
 	})
+	return p
+}
 
+// awaitServing waits until a spawned process listens, records its addresses
+// and instance id, as startSluice does, and returns the time since spawned.
+func (p *sluiceProc) awaitServing(spawned time.Time) time.Duration {
+	p.t.Helper()
 	listening := p.waitLine(30*time.Second, "listening", nil)
 	p.public, p.admin = listening.str("public"), listening.str("admin")
 	broker := p.waitLine(5*time.Second, "started the embedded DEVELOPMENT Kafka broker", nil)
@@ -198,15 +218,13 @@ func startSluice(t *testing.T, name, dataDir string, extra ...string) *sluicePro
 	p.instance = listening.str("instance")
 	for _, addr := range []string{p.public, p.admin, p.kafka} {
 		if host, _, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" {
-			t.Fatalf("%s: bound address %q is not on 127.0.0.1", name, addr)
+			p.t.Fatalf("%s: bound address %q is not on 127.0.0.1", p.name, addr)
 		}
 	}
 	if _, err := uuid.Parse(p.instance); err != nil {
-		t.Fatalf("%s: instance %q in the log is not a UUID", name, p.instance)
+		p.t.Fatalf("%s: instance %q in the log is not a UUID", p.name, p.instance)
 	}
-	t.Logf("%s: pid %d serving in %v: public %s, admin %s, kafka %s", name, p.cmd.Process.Pid,
-		time.Since(t0).Round(time.Millisecond), p.public, p.admin, p.kafka)
-	return p
+	return time.Since(spawned)
 }
 
 // readLog follows stderr line by line until EOF, then reaps the child. Wait
