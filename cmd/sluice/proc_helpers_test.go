@@ -419,6 +419,49 @@ func (p *sluiceProc) metric(name string) (float64, bool) {
 	return 0, false
 }
 
+// metricSum adds up every series of the metric family name in one scrape body.
+func metricSum(body, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (len(rest) > 0 && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			if v, err := strconv.ParseFloat(rest[i+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// checkLedger scrapes /metrics once and checks the conservation of events:
+// received = shipped + dropped + refused + buffered. It returns the scrape's
+// received total.
+func (p *sluiceProc) checkLedger() float64 {
+	p.t.Helper()
+	code, body := p.get("/metrics")
+	if code != http.StatusOK {
+		p.t.Fatalf("%s: /metrics answered %d", p.name, code)
+	}
+	for _, family := range []string{"sluice_events_received_total", "sluice_events_shipped_total", "sluice_events_buffered"} {
+		if !strings.Contains(body, "\n"+family) {
+			p.t.Fatalf("%s: /metrics has no %s", p.name, family)
+		}
+	}
+	received := metricSum(body, "sluice_events_received_total")
+	shipped := metricSum(body, "sluice_events_shipped_total")
+	dropped := metricSum(body, "sluice_events_dropped_total")
+	refused := metricSum(body, "sluice_events_refused_total")
+	buffered := metricSum(body, "sluice_events_buffered")
+	if received != shipped+dropped+refused+buffered {
+		p.t.Errorf("%s: ledger out of balance: received %v != shipped %v + dropped %v + refused %v + buffered %v",
+			p.name, received, shipped, dropped, refused, buffered)
+	}
+	return received
+}
+
 // waitBacklogEmpty polls /metrics until the shipper has nothing left to send.
 // Nothing reports this in the log, so polling is the only way.
 func (p *sluiceProc) waitBacklogEmpty(timeout time.Duration) {

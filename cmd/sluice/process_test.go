@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,6 +126,7 @@ func TestProcessSIGTERMRestart(t *testing.T) {
 		t.Errorf("restart found last_index %d, acked_index %d; want both %d (everything shipped)", last, ackedIdx, len(acked))
 	}
 	p2.waitBacklogEmpty(30 * time.Second)
+	p2.checkLedger()
 
 	c := newEnvelopeChecker(t, run, p1.instance, from, to)
 	s := consumeBeacons(t, p2.kafka, run, acked, 30*time.Second, c.check)
@@ -162,6 +165,10 @@ func TestProcessSIGTERMUnderLoad(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("1500 events not acknowledged within 60s: %s", l.summary())
 	}
+	// The ledger balances at every scrape, under load too.
+	for range 5 {
+		p1.checkLedger()
+	}
 	close(shutdown)
 	drained := p1.stopGracefully(60 * time.Second)
 	select {
@@ -186,6 +193,7 @@ func TestProcessSIGTERMUnderLoad(t *testing.T) {
 		t.Errorf("no checkpoint was persisted in the first process's lifetime (--checkpoint-interval 100ms)")
 	}
 	p2.waitBacklogEmpty(30 * time.Second)
+	p2.checkLedger()
 	c := newEnvelopeChecker(t, run, p1.instance, from, to)
 	s := consumeBeacons(t, p2.kafka, run, acked, 30*time.Second, c.check)
 	checkAllShipped(t, acked, s)
@@ -227,6 +235,9 @@ func TestProcessKill9(t *testing.T) {
 	if n := len(l1.ackedSet()); n != idle {
 		t.Errorf("%d of %d events acknowledged; an idle gateway should take them all", n, idle)
 	}
+	// The kill must come after a checkpoint (1500 events take well under
+	// 100 ms now): wait until one is on disk.
+	waitCheckpoint(t, filepath.Join(dir, "wal", "acked"), 10*time.Second)
 
 	shutdown := make(chan struct{})
 	l2 := newLoad(url, run, shutdown, p1.exited)
@@ -278,6 +289,7 @@ func TestProcessKill9(t *testing.T) {
 		t.Errorf("no checkpoint was persisted in the first process's lifetime (--checkpoint-interval 100ms)")
 	}
 	p2.waitBacklogEmpty(30 * time.Second)
+	p2.checkLedger()
 	c := newEnvelopeChecker(t, run, p1.instance, from, to)
 	s := consumeBeacons(t, p2.kafka, run, acked, 30*time.Second, c.check)
 	checkAllShipped(t, acked, s)
@@ -392,8 +404,27 @@ func TestProcessReadiness(t *testing.T) {
 
 	p2 := startSluice(t, "restarted", dir)
 	p2.waitBacklogEmpty(30 * time.Second)
+	p2.checkLedger()
 	want := map[int64]bool{0: true, 1: true}
 	s := consumeBeacons(t, p2.kafka, run, want, 30*time.Second, nil)
 	checkAllShipped(t, want, s)
 	p2.stopGracefully(60 * time.Second)
+}
+
+// waitCheckpoint polls the checkpoint file until it holds a non-zero index:
+// nothing else announces a checkpoint.
+func waitCheckpoint(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil {
+			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+				return
+			}
+		}
+		<-tick.C
+	}
+	t.Fatalf("no checkpoint in %s within %v", path, timeout)
 }
