@@ -56,6 +56,15 @@ func newMetrics(reg prometheus.Registerer, b *Buffer) *metrics {
 			Help: "Torn WAL tails cut back to the last whole entry at open (the cut bytes are quarantined).",
 		}, func() float64 { return float64(b.tailRepairs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_buffer_disk_full",
+			Help: "1 while the last WAL write failed for want of disk space (ENOSPC), else 0.",
+		}, func() float64 {
+			if b.NoSpace() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_buffer_disk_bytes",
 			Help: "Bytes of WAL segments on disk.",
 		}, func() float64 { return float64(b.DiskBytes()) }),

@@ -194,6 +194,19 @@ func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
 		retryAfter: strconv.Itoa(max(1, int(cfg.RetryAfter.Round(time.Second)/time.Second))),
 		metrics:    newHTTPMetrics(cfg.Registry),
 	}
+	if cfg.Buffer.Used != nil {
+		// The limits next to sluice_buffer_disk_bytes, for dashboards and
+		// alerts that should not repeat the flags.
+		limits := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_buffer_limit_bytes",
+			Help: "The write-ahead buffer's size limits: soft (retrying clients get 503) and hard (--buffer-when-full applies).",
+		}, []string{"limit"})
+		limits.WithLabelValues("soft").Set(float64(cfg.Buffer.Soft))
+		limits.WithLabelValues("hard").Set(float64(cfg.Buffer.Hard))
+		if err := cfg.Registry.Register(limits); err != nil {
+			return nil, fmt.Errorf("gateway: register buffer limits: %w", err)
+		}
+	}
 	s.public = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.handleServerError,

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sluice-gateway/sluice/buffer"
 	"github.com/sluice-gateway/sluice/enrich"
 )
@@ -64,6 +66,9 @@ func TestBufferWatermarks(t *testing.T) {
 			}
 			if rcv, acc := ledger.Balance(); rcv != acc {
 				t.Errorf("ledger out of balance: received %d, accounted for %d", rcv, acc)
+			}
+			if n, err := testutil.GatherAndCount(g.reg, "sluice_buffer_limit_bytes"); err != nil || n != 2 {
+				t.Errorf("sluice_buffer_limit_bytes: %d series, %v; want soft and hard", n, err)
 			}
 		})
 	}
