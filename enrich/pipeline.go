@@ -28,6 +28,9 @@ type Config struct {
 	QueueSize int
 	// TrustedProxies may set X-Forwarded-For. Default none.
 	TrustedProxies TrustedProxies
+	// IP decides what of the client's address is recorded; applied before
+	// anything reaches the WAL. Default: the whole address.
+	IP IPAnonymizer
 	// Ledger accounts for every event taken in (see buffer.Ledger); nil
 	// keeps a private one.
 	Ledger *buffer.Ledger
@@ -181,7 +184,7 @@ func (p *Pipeline) process(b *Batch) {
 	}
 	// The zero Addr (no peer address) would print as "invalid IP".
 	if ip := p.cfg.TrustedProxies.ClientIP(b.Meta.RemoteAddr, b.Meta.XForwardedFor); ip.IsValid() {
-		ctx.IP = ip.String()
+		ctx.IP = p.cfg.IP.Apply(ip)
 	}
 	if ctx.UserAgent != "" {
 		ctx.UA = p.uas.parse(ctx.UserAgent)
