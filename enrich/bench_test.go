@@ -44,8 +44,9 @@ func BenchmarkProcess(b *testing.B) {
 				batch.Events = append(batch.Events, ev)
 			}
 			b.ReportAllocs()
+			var sc encodeScratch
 			for b.Loop() {
-				p.process(batch)
+				p.process(batch, &sc)
 			}
 		})
 	}

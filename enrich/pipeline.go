@@ -168,14 +168,25 @@ func (p *Pipeline) CountRejected(n int) {
 
 func (p *Pipeline) work() {
 	defer p.workers.Done()
+	var scratch encodeScratch
 	for b := range p.intake {
-		p.process(b)
+		p.process(b, &scratch)
 	}
+}
+
+// encodeScratch is a worker's reusable encoding space. A batch's frames are
+// built here, then copied into one allocation of exactly their size: the
+// frames stay in memory while they wait for Kafka (the writer's hand-off, the
+// producer's buffers), and a grown, half-empty buffer per request doubled
+// the gateway's heap under a backlog.
+type encodeScratch struct {
+	val, arena []byte
+	ends       []int
 }
 
 // process enriches one batch and hands its records to the buffer in one call,
 // so a request's events stay together and in order.
-func (p *Pipeline) process(b *Batch) {
+func (p *Pipeline) process(b *Batch, sc *encodeScratch) {
 	ctx := Context{
 		UserAgent: b.Meta.UserAgent,
 		Origin:    b.Meta.Origin,
@@ -195,15 +206,7 @@ func (p *Pipeline) process(b *Batch) {
 	}
 	ms := receivedAt.UnixMilli()
 	n := len(b.Events) + len(b.Invalid)
-	frames := make([][]byte, 0, n)
-	// Sized for the common case (the envelope adds ~300 bytes of context to
-	// the raw event), so the buffers rarely grow.
-	rawBytes := 0
-	for i := range b.Events {
-		rawBytes += len(b.Events[i].Raw)
-	}
-	val := make([]byte, 0, 512+rawBytes/max(1, len(b.Events)))
-	arena := make([]byte, 0, n*400+rawBytes+len(b.Invalid)*512)
+	val, arena, ends := sc.val[:0], sc.arena[:0], sc.ends[:0]
 	for i := range b.Events {
 		ev := &b.Events[i]
 		id, err := uuid.NewV7()
@@ -213,7 +216,8 @@ func (p *Pipeline) process(b *Batch) {
 		}
 		val = appendEnvelope(val[:0], id, receivedAt, ev, &ctx)
 		rec := buffer.Record{ID: id, TimeMs: ms, Key: recordKey(ev, id), Value: val}
-		arena, frames = appendFrame(arena, frames, &rec)
+		arena = buffer.AppendRecord(arena, &rec)
+		ends = append(ends, len(arena))
 	}
 	for i := range b.Invalid {
 		id, err := uuid.NewV7()
@@ -223,8 +227,11 @@ func (p *Pipeline) process(b *Batch) {
 		}
 		val = appendDeadLetter(val[:0], id, receivedAt, &b.Invalid[i], &ctx)
 		rec := buffer.Record{ID: id, TimeMs: ms, DeadLetter: true, Key: appendUUID(nil, id), Value: val}
-		arena, frames = appendFrame(arena, frames, &rec)
+		arena = buffer.AppendRecord(arena, &rec)
+		ends = append(ends, len(arena))
 	}
+	frames := exactFrames(arena, ends)
+	sc.val, sc.arena, sc.ends = val, arena, ends
 	done := b.Done
 	p.buf.Append(frames, func(_, _ uint64, err error) {
 		if err != nil {
@@ -246,13 +253,19 @@ func (p *Pipeline) process(b *Batch) {
 	})
 }
 
-// appendFrame encodes rec at the end of arena. A frame keeps pointing at the
-// backing array it was written into even after a later append moves arena,
-// and nothing writes there again, so one arena serves the whole batch.
-func appendFrame(arena []byte, frames [][]byte, rec *buffer.Record) ([]byte, [][]byte) {
-	start := len(arena)
-	arena = buffer.AppendRecord(arena, rec)
-	return arena, append(frames, arena[start:len(arena):len(arena)])
+// exactFrames copies the frames encoded back to back in arena (frame i ends
+// at ends[i]) into one allocation of their exact size. Nothing writes to it
+// again, so the frames can be shared with the WAL writer and the shipper.
+func exactFrames(arena []byte, ends []int) [][]byte {
+	out := make([]byte, len(arena))
+	copy(out, arena)
+	frames := make([][]byte, len(ends))
+	start := 0
+	for i, end := range ends {
+		frames[i] = out[start:end:end]
+		start = end
+	}
+	return frames
 }
 
 func (p *Pipeline) fail(b *Batch, err error) {

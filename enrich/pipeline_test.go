@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -673,5 +674,51 @@ func TestUACache(t *testing.T) {
 	}
 	if c.c.Contains(long) {
 		t.Fatal("a UA over maxCachedUA was cached")
+	}
+}
+
+// A batch's frames share one allocation of exactly their size, whatever the
+// envelope adds: a grown, half-empty buffer per request doubled the heap
+// while records waited for Kafka.
+func TestFramesAreExactlySized(t *testing.T) {
+	app := &fakeAppender{t: t}
+	p := newPipeline(t, app, Config{Workers: 1})
+	done, doneCh := doneChan()
+	b := &Batch{Meta: Meta{UserAgent: strings.Repeat("Mozilla/5.0 ", 40)}, Done: done}
+	for range 50 {
+		b.Events = append(b.Events, mustEvent(t, `{"type":"t","anonymous_id":"a"}`))
+	}
+	b.Invalid = []Invalid{{Raw: []byte(`[1]`), Reason: "not a JSON object"}}
+	if err := p.Submit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-doneCh; err != nil {
+		t.Fatal(err)
+	}
+	frames := app.Calls()[0].frames
+	total := 0
+	for i, f := range frames {
+		total += len(f)
+		if cap(f) != len(f) {
+			t.Fatalf("frame %d has spare capacity %d", i, cap(f)-len(f))
+		}
+	}
+	last := frames[len(frames)-1]
+	whole := unsafe.Slice(unsafe.SliceData(frames[0]), total)
+	if &whole[total-1] != &last[len(last)-1] {
+		t.Fatal("the frames are not one contiguous allocation")
+	}
+	// The worker reuses its scratch space: the first batch's frames must not
+	// live in it.
+	before := string(whole)
+	done2, doneCh2 := doneChan()
+	if err := p.Submit(&Batch{Events: []Event{mustEvent(t, `{"type":"other","anonymous_id":"zzzzzzzz"}`)}, Done: done2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-doneCh2; err != nil {
+		t.Fatal(err)
+	}
+	if string(whole) != before {
+		t.Fatal("the next batch overwrote the first batch's frames")
 	}
 }
