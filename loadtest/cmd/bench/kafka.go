@@ -87,13 +87,44 @@ func findMark(value []byte, needle []byte) (uint64, bool) {
 	return v, true
 }
 
+// markRun is one generator run id whose events verifyRuns looks for:
+// sequence s belongs to request s/PerReq; Slots requests were scheduled,
+// SentReqs written to a connection, Acked answered 2xx.
+type markRun struct {
+	ID       string
+	PerReq   int
+	Slots    uint64
+	SentReqs uint64
+	Acked    bitmap
+}
+
 // verifyTopic reads the whole topic from the start and checks every
 // acknowledged event of the run is there.
 func verifyTopic(ctx context.Context, brokers []string, runID string, perReq int, slots, sentReqs uint64, acked bitmap, limit time.Duration) (*verification, error) {
+	vs, err := verifyRuns(ctx, brokers, []markRun{{ID: runID, PerReq: perReq, Slots: slots, SentReqs: sentReqs, Acked: acked}}, limit)
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+// verifyRuns reads the whole topic once, from the start, and checks for
+// each run that every acknowledged event is there. The topic-wide counts
+// (Records, DLQRecords, Complete, ReadS) are the same in every result;
+// Foreign counts the records of none of the runs. Memory: one byte per
+// scheduled event, whatever the topic holds.
+func verifyRuns(ctx context.Context, brokers []string, runs []markRun, limit time.Duration) ([]*verification, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	v := &verification{Offered: slots * uint64(perReq), Sent: sentReqs * uint64(perReq), Acked: acked.count() * uint64(perReq)}
+	vs := make([]*verification, len(runs))
+	seen := make([][]uint8, len(runs))
+	ids := make([][]byte, len(runs))
+	for i, r := range runs {
+		vs[i] = &verification{Offered: r.Slots * uint64(r.PerReq), Sent: r.SentReqs * uint64(r.PerReq), Acked: r.Acked.count() * uint64(r.PerReq)}
+		seen[i] = make([]uint8, r.Slots*uint64(r.PerReq))
+		ids[i] = []byte(r.ID + "-")
+	}
 
 	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -109,10 +140,11 @@ func verifyTopic(ctx context.Context, brokers []string, runID string, perReq int
 	if err != nil || err2 != nil {
 		return nil, fmt.Errorf("list offsets: %v %v", err, err2)
 	}
+	var records, dlq, foreign uint64
 	want := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Topic == dlqTopic {
-			v.DLQRecords += uint64(o.Offset)
+			dlq += uint64(o.Offset)
 			return
 		}
 		if o.Offset > 0 {
@@ -131,46 +163,66 @@ func verifyTopic(ctx context.Context, brokers []string, runID string, perReq int
 		return nil, err
 	}
 	defer cl.Close()
-	seen := make([]uint8, slots*uint64(perReq))
-	needle := []byte(`"mark":"` + runID + "-")
+	markKey := []byte(`"mark":"`)
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			break
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			v.Records++
+			records++
 			if e, ok := want[r.Partition]; ok && r.Offset+1 >= e {
 				delete(want, r.Partition)
 			}
-			seq, ok := findMark(r.Value, needle)
-			if !ok || seq >= uint64(len(seen)) {
-				v.Foreign++
+			run, seq, ok := findRunMark(r.Value, markKey, ids)
+			if !ok || seq >= uint64(len(seen[run])) {
+				foreign++
 				return
 			}
-			if seen[seq] < 255 {
-				seen[seq]++
+			if seen[run][seq] < 255 {
+				seen[run][seq]++
 			}
 		})
 	}
-	v.Complete = len(want) == 0
-	for seq, n := range seen {
-		isAcked := acked.has(uint64(seq) / uint64(perReq))
-		if n > 1 {
-			v.Duplicates += uint64(n - 1)
-		}
-		switch {
-		case isAcked && n > 0:
-			v.Found++
-		case isAcked:
-			v.Missing++
-			if len(v.MissingSample) < 10 {
-				v.MissingSample = append(v.MissingSample, uint64(seq))
+	complete := len(want) == 0
+	readS := round3(time.Since(start).Seconds())
+	for i, r := range runs {
+		v := vs[i]
+		v.Records, v.DLQRecords, v.Foreign, v.Complete, v.ReadS = records, dlq, foreign, complete, readS
+		for seq, n := range seen[i] {
+			isAcked := r.Acked.has(uint64(seq) / uint64(r.PerReq))
+			if n > 1 {
+				v.Duplicates += uint64(n - 1)
 			}
-		case n > 0:
-			v.UnackedFound++
+			switch {
+			case isAcked && n > 0:
+				v.Found++
+			case isAcked:
+				v.Missing++
+				if len(v.MissingSample) < 10 {
+					v.MissingSample = append(v.MissingSample, uint64(seq))
+				}
+			case n > 0:
+				v.UnackedFound++
+			}
 		}
 	}
-	v.ReadS = round3(time.Since(start).Seconds())
-	return v, nil
+	return vs, nil
+}
+
+// findRunMark finds a record value's "mark":"<id>-<12 digits>" and returns
+// which of ids (each "<id>-") it belongs to and its sequence number.
+func findRunMark(value, markKey []byte, ids [][]byte) (int, uint64, bool) {
+	i := bytes.Index(value, markKey)
+	if i < 0 {
+		return 0, 0, false
+	}
+	rest := value[i+len(markKey):]
+	for run, id := range ids {
+		if bytes.HasPrefix(rest, id) {
+			seq, ok := findMark(rest, id)
+			return run, seq, ok
+		}
+	}
+	return 0, 0, false
 }

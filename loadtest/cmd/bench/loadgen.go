@@ -36,6 +36,9 @@ type openArgs struct {
 	duration, warmup, timeout time.Duration
 	conns                     int
 	runID, ackedOut           string
+	firstRequest              uint64          // loadgen -first-request
+	bodies                    int             // loadgen -bodies; 0: its default
+	stop                      <-chan struct{} // closed: interrupt loadgen (SIGINT), which then reports what it did
 }
 
 // openRun is one "loadgen open" invocation and what bench measured around it.
@@ -73,6 +76,12 @@ func runOpen(ctx context.Context, bin string, a openArgs, serverPID int, h windo
 	if a.ackedOut != "" {
 		args = append(args, "-acked-out", a.ackedOut)
 	}
+	if a.firstRequest > 0 {
+		args = append(args, "-first-request", strconv.FormatUint(a.firstRequest, 10))
+	}
+	if a.bodies > 0 {
+		args = append(args, "-bodies", strconv.Itoa(a.bodies))
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
@@ -83,6 +92,17 @@ func runOpen(ctx context.Context, bin string, a openArgs, serverPID int, h windo
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
+	}
+	if a.stop != nil {
+		exited := make(chan struct{})
+		defer close(exited)
+		go func() {
+			select {
+			case <-a.stop:
+				cmd.Process.Signal(os.Interrupt)
+			case <-exited:
+			}
+		}()
 	}
 	r := &openRun{}
 	var (

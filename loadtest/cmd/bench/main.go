@@ -61,11 +61,14 @@ type config struct {
 	quietWait    time.Duration
 	quietBudget  time.Duration
 	quietSpent   time.Duration
+	backlog      backlogConfig
+	sluiceBin    string
+	sluiceEnv    []string
 }
 
 func main() {
 	var c config
-	var kinds, scenarios, sluiceFlags string
+	var kinds, scenarios, sluiceFlags, sluiceEnv string
 	flag.StringVar(&c.out, "out", "", "output directory (report.md, PNGs, raw/); default loadtest/results/<UTC timestamp>")
 	flag.StringVar(&kinds, "kinds", "single,batch20", "body kinds, comma-separated (single or batchN)")
 	flag.IntVar(&c.conns, "conns", 256, "keep-alive connections in the generator's pool")
@@ -79,9 +82,11 @@ func main() {
 	flag.Float64Var(&c.crit.MaxP50ms, "max-p50", defaultCriteria.MaxP50ms, "a step whose median latency (ms, from the intended time) exceeds this did not keep up (a standing queue)")
 	flag.Float64Var(&c.crit.MinAchieved, "min-achieved", defaultCriteria.MinAchieved, "a step that got fewer 2xx events than this fraction of the offered did not keep up")
 	flag.Float64Var(&c.crit.MaxFailedFrac, "max-failed", defaultCriteria.MaxFailedFrac, "a step with more failed requests (non-2xx, errors, unsent) than this fraction did not keep up")
-	flag.StringVar(&scenarios, "scenarios", "healthy,outage,shuffles,restart", "scenarios to run, comma-separated (empty: none)")
+	flag.StringVar(&scenarios, "scenarios", "healthy,outage,shuffles,restart", "scenarios to run, comma-separated (empty: none); also backlog (not in the default list: about 2 minutes, 4-5 GB of WAL)")
 	flag.Float64Var(&c.scenarioFrac, "scenario-load", 0.5, "scenario rate, as a fraction of Sluice's single-event saturation rate")
 	flag.Float64Var(&c.scenarioTime, "scenario-time", 1, "scale every scenario's durations by this (e.g. 0.3 for a smoke test)")
+	flag.StringVar(&c.sluiceBin, "sluice-bin", "", "run this sluice binary instead of building ./cmd/sluice (e.g. one built from another commit)")
+	flag.StringVar(&sluiceEnv, "sluice-env", "", `extra environment of Sluice's processes (backlog scenario), space-separated KEY=VALUE (e.g. "GOMEMLIMIT=150MiB")`)
 	flag.StringVar(&sluiceFlags, "sluice-flags", "", `extra "sluice serve" flags, space-separated (e.g. "--ack enqueue")`)
 	flag.DurationVar(&c.drainWait, "drain-wait", 60*time.Second, "longest wait for Sluice's backlog to reach 0 (before steps, after scenarios)")
 	flag.DurationVar(&c.maxTotal, "max-total", 9*time.Minute+30*time.Second, "hard deadline for the whole run")
@@ -89,6 +94,16 @@ func main() {
 	flag.DurationVar(&c.quietWait, "quiet-wait", 15*time.Second, "...or this long at most...")
 	flag.DurationVar(&c.quietBudget, "quiet-budget", 60*time.Second, "...and this long in all (the report notes every wait)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, data dirs)")
+	c.backlog = defaultBacklog
+	flag.Float64Var(&c.backlog.Events, "backlog-events", c.backlog.Events, "backlog scenario: records to pile up in the WAL while Kafka is down")
+	flag.StringVar(&c.backlog.BuildKind, "backlog-kind", c.backlog.BuildKind, "backlog scenario: body of the requests that build the backlog (batchN)")
+	flag.IntVar(&c.backlog.BuildConns, "backlog-conns", c.backlog.BuildConns, "backlog scenario: connections of the build")
+	flag.Float64Var(&c.backlog.BuildRate, "backlog-rate", c.backlog.BuildRate, "backlog scenario: events/s offered by the first build round (later rounds adapt: x1.25 after a round that kept up, else 95 % of what it achieved)")
+	flag.DurationVar(&c.backlog.BuildMax, "backlog-build-max", c.backlog.BuildMax, "backlog scenario: give up building after this long")
+	flag.Float64Var(&c.backlog.LiveRate, "backlog-live-rate", c.backlog.LiveRate, "backlog scenario: live single events/s before the outage and while the backlog drains")
+	flag.DurationVar(&c.backlog.Before, "backlog-before", c.backlog.Before, "backlog scenario: live load with Kafka healthy before the outage")
+	flag.DurationVar(&c.backlog.DrainMax, "backlog-drain-max", c.backlog.DrainMax, "backlog scenario: longest wait for the backlog to drain")
+	flag.Float64Var(&c.backlog.RSSLimitMiB, "backlog-rss-limit", c.backlog.RSSLimitMiB, "backlog scenario: fails when Sluice's RSS reaches this many MiB")
 	replot := flag.String("replot", "", "only rewrite report.md and the plots of an earlier run's directory from its raw/results.json")
 	flag.Parse()
 	if *replot != "" {
@@ -101,19 +116,16 @@ func main() {
 	c.kinds = splitList(kinds)
 	c.scenarios = splitList(scenarios)
 	c.sluiceFlags = strings.Fields(sluiceFlags)
-	c.command = "go run ./loadtest/cmd/bench " + strings.Join(os.Args[1:], " ")
+	c.sluiceEnv = strings.Fields(sluiceEnv)
+	c.command = "go run ./loadtest/cmd/bench " + shellJoin(os.Args[1:])
 	if c.out == "" {
 		c.out = filepath.Join("loadtest", "results", time.Now().UTC().Format("20060102T150405Z"))
 	}
-	if len(c.kinds) == 0 || c.conns < 1 || c.duration <= 0 || c.warmup%time.Second != 0 {
-		fmt.Fprintln(os.Stderr, "bench: -kinds must be non-empty, -conns and -step positive, -warmup whole seconds")
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if err := c.check(explicit); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
-	}
-	for _, s := range c.scenarios {
-		if specByName(s) == nil {
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q\n", s)
-			os.Exit(2)
-		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -123,6 +135,46 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// check validates the configuration; explicit holds the flags given on the
+// command line. Without -max-total, a run with the backlog scenario gets 20
+// more minutes.
+func (c *config) check(explicit map[string]bool) error {
+	if len(c.kinds) == 0 && len(c.scenarios) == 0 {
+		return errors.New("nothing to run: -kinds and -scenarios are both empty")
+	}
+	if c.conns < 1 || c.duration <= 0 || c.warmup%time.Second != 0 {
+		return errors.New("-conns and -step must be positive, -warmup whole seconds")
+	}
+	for _, s := range c.scenarios {
+		if s == backlogScenario {
+			if b := c.backlog; b.Events < 1 || eventsPer(b.BuildKind) < 2 || b.BuildConns < 1 || b.BuildRate <= 0 || b.LiveRate <= 0 || b.Before <= 0 || b.DrainMax <= 0 {
+				return errors.New("-backlog-events, -backlog-conns, -backlog-rate, -backlog-live-rate, -backlog-before and -backlog-drain-max must be positive, -backlog-kind batchN with N >= 2")
+			}
+			if !explicit["max-total"] {
+				c.maxTotal += 20 * time.Minute
+			}
+			continue
+		}
+		if specByName(s) == nil {
+			return fmt.Errorf("unknown scenario %q", s)
+		}
+	}
+	return nil
+}
+
+// shellJoin joins args for a shell, quoting the empty ones and those with
+// spaces or quotes (e.g. -kinds "").
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if a == "" || strings.ContainsAny(a, " \t'\"$") {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 func splitList(s string) []string {
@@ -160,8 +212,10 @@ type results struct {
 	StepS     float64           `json:"step_s"`
 	HalfS     float64           `json:"half_step_s"`
 	SluiceArg []string          `json:"sluice_flags"`
+	SluiceEnv []string          `json:"sluice_env,omitempty"`
 	Series    []*series         `json:"series"`
 	Scenarios []*scenarioResult `json:"scenarios"`
+	Backlog   *backlogResult    `json:"backlog,omitempty"`
 	Notes     []string          `json:"notes"`
 	Plots     []string          `json:"plots"`
 }
@@ -195,14 +249,23 @@ func bench(ctx context.Context, c *config) (err error) {
 		return err
 	}
 	res := &results{Started: began, Command: c.command, Criteria: c.crit, Conns: c.conns,
-		WarmupS: c.warmup.Seconds(), StepS: c.duration.Seconds(), HalfS: c.halfFor.Seconds(), SluiceArg: c.sluiceFlags}
+		WarmupS: c.warmup.Seconds(), StepS: c.duration.Seconds(), HalfS: c.halfFor.Seconds(), SluiceArg: c.sluiceFlags, SluiceEnv: c.sluiceEnv}
 	res.Machine = describeMachine(ctx, tmp)
 	logf("machine: %s; fsync probe p50 %.2f ms p99 %.2f ms; host busy before start %.2f cores",
 		res.Machine.CPUModel, res.Machine.Fsync.P50ms, res.Machine.Fsync.P99ms, res.Machine.BusyBefore)
 
 	logf("building sluice and loadgen")
 	sluiceBin, loadgenBin := filepath.Join(tmp, "sluice"), filepath.Join(tmp, "loadgen")
-	for bin, pkg := range map[string]string{sluiceBin: "./cmd/sluice", loadgenBin: "./loadtest/cmd/loadgen"} {
+	builds := map[string]string{sluiceBin: "./cmd/sluice", loadgenBin: "./loadtest/cmd/loadgen"}
+	if c.sluiceBin != "" {
+		if sluiceBin, err = filepath.Abs(c.sluiceBin); err != nil {
+			return err
+		}
+		delete(builds, filepath.Join(tmp, "sluice"))
+		v, _ := exec.CommandContext(ctx, sluiceBin, "version").Output()
+		res.Machine.Commit = fmt.Sprintf("binary %s (%s)", c.sluiceBin, strings.TrimSpace(string(v)))
+	}
+	for bin, pkg := range builds {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -251,12 +314,32 @@ func bench(ctx context.Context, c *config) (err error) {
 		rate := 5000.0
 		if s := res.find("single", "sluice"); s != nil && s.saturation() != nil {
 			rate = s.saturation().Rate * c.scenarioFrac
-		} else {
+		} else if len(c.scenarios) > 1 || c.scenarios[0] != backlogScenario {
 			res.Notes = append(res.Notes, "no single-event saturation rate for Sluice: scenarios ran at 5000 events/s")
 		}
 		env := &scenarioEnv{kids: &kids, sluiceBin: sluiceBin, loadgenBin: loadgenBin, tmp: tmp, rawDir: rawDir,
 			conns: c.conns, drainWait: c.drainWait}
 		for _, name := range c.scenarios {
+			if name == backlogScenario {
+				dl, _ := ctx.Deadline()
+				if left := time.Until(dl); left < 5*time.Minute {
+					res.Notes = append(res.Notes, fmt.Sprintf("scenario backlog skipped: only %v left before -max-total", left.Round(time.Second)))
+					logf("skipping scenario backlog: not enough time left")
+					continue
+				}
+				waitQuiet(c, res, "scenario backlog")
+				br, err := runBacklog(ctx, env, c.backlog, c.sluiceFlags, c.sluiceEnv)
+				if err != nil {
+					br.Err = err.Error()
+					br.Stats = analyzeBacklog(br)
+					logf("scenario backlog: %v", err)
+				}
+				res.Backlog = br
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				continue
+			}
 			spec := specByName(name).scaled(c.scenarioTime)
 			dl, _ := ctx.Deadline()
 			if time.Until(dl) < spec.Duration+40*time.Second {
@@ -393,6 +476,9 @@ func replotDir(dir string) error {
 	var res results
 	if err := json.Unmarshal(b, &res); err != nil {
 		return err
+	}
+	if res.Backlog != nil { // derived figures: recomputed, so a replot shows the current analysis
+		res.Backlog.Stats = analyzeBacklog(res.Backlog)
 	}
 	plots, err := writePlots(dir, &res)
 	if err != nil {

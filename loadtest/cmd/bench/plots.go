@@ -52,6 +52,13 @@ func writePlots(dir string, res *results) ([]string, error) {
 		}
 		names = append(names, name)
 	}
+	if r := res.Backlog; r != nil && len(r.Samples) > 0 {
+		if err := backlogTimeline(filepath.Join(dir, backlogPlot), r); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", backlogPlot, err))
+		} else {
+			names = append(names, backlogPlot)
+		}
+	}
 	return names, errors.Join(errs...)
 }
 

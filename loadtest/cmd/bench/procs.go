@@ -41,6 +41,7 @@ type sluiceOpts struct {
 	public, admin         string // host:port
 	brokers               []string
 	extra                 []string
+	env                   []string // KEY=VALUE added to the environment
 }
 
 // freePort asks the kernel for a free 127.0.0.1 port.
@@ -60,6 +61,7 @@ func startSluice(ctx context.Context, kids *sluiceproc.Children, o sluiceOpts) (
 		"--listen", o.public, "--admin-listen", o.admin, "--kafka-brokers", strings.Join(o.brokers, ","),
 		"--data-dir", o.dataDir, "--log-format", "json", "--drain-timeout", "20s"}
 	cmd := sluiceproc.Command(o.bin, append(args, o.extra...)...)
+	cmd.Env = append(cmd.Env, o.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

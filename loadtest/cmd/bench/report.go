@@ -84,79 +84,109 @@ func buildReport(res *results) string {
 	m := res.Machine
 	took := res.Finished.Sub(res.Started).Round(time.Second)
 	p("# Sluice benchmark, %s\n\n", res.Started.UTC().Format("2006-01-02 15:04 UTC"))
-	p("`%s` (what `make bench` runs), %v in all; sluice %s, %s.\n\n", res.Command, took, m.Commit, m.Go)
+	what := " (what `make bench` runs)"
+	if res.Backlog != nil {
+		what = ""
+	}
+	p("`%s`%s, %v in all; sluice %s, %s.\n\n", res.Command, what, took, m.Commit, m.Go)
 	p("**Machine:** %d cores (%s), %s RAM, Linux %s. Disk: 4 KiB append + fsync p50 %.2f ms, p99 %.2f ms (%.0f/s). "+
 		"Host busy before the run: %.2f cores.\n\n", m.Cores, m.CPUModel, m.MemTotal, m.Kernel, m.Fsync.P50ms, m.Fsync.P99ms, m.Fsync.PerSecond, m.BusyBefore)
-	p("**Load:** `loadgen open`, a separate process: open loop, requests due at evenly spaced intended times, "+
-		"released by a pacer to a pool of %d keep-alive connections; latency is measured from the **intended** send "+
-		"time, so a stall shows as latency instead of slowing the load down (no coordinated omission). "+
-		"Each step: %.0f s warm-up at the step's rate, then %.0f s measured (%.0f s for the step at 50 %% of saturation). Bodies: `single` = one `page_view` "+
-		"event (~375 B, `text/plain`, as `navigator.sendBeacon` sends), `batch20` = a JSON array of 20 (~7.5 KB, "+
-		"`application/json`); every event carries a unique mark (run id + sequence number).\n\n", res.Conns, res.WarmupS, res.StepS, res.HalfS)
-	p("**Targets:** the no-op server (`loadgen noop`, fasthttp, answers 204) and Sluice (`sluice serve`, defaults: `--ack disk`, " +
-		"i.e. every 2xx waits for the WAL's fsync")
-	if len(res.SluiceArg) > 0 {
-		p(", plus `%s`", strings.Join(res.SluiceArg, " "))
-	}
-	p("). Sluice ships to **kfake run inside the bench process** (franz-go's fake Kafka, 3 brokers, in memory) via "+
-		"`--kafka-brokers`, for the saturation steps and the scenarios alike: a fresh broker and a fresh Sluice data dir "+
-		"per series and per scenario. Sluice's CPU therefore excludes the broker (its CPU is in *harness cores*). "+
-		"Generator, server and broker share the machine's %d cores: the ratios matter more than the absolute numbers.\n\n", m.Cores)
-	p("**Saturation:** the rate steps up (fractions of a 2 s closed-loop probe, then ×1.2) until a step fails — "+
-		"more than %.0f%% of requests failed (non-2xx, errors, never sent), fewer than %.0f%% of the offered events "+
-		"acknowledged, p99 above %.0f ms (exploded) or p50 above %.0f ms (a standing queue; a short stall the server recovers from lifts "+
-		"only the upper percentiles) — then up to two bisection steps; *saturation* is the highest step that kept up "+
-		"(its achieved events/s), and a last, longer step runs at 50 %% of that rate.\n\n",
-		100*res.Criteria.MaxFailedFrac, 100*res.Criteria.MinAchieved, res.Criteria.MaxP99ms, res.Criteria.MaxP50ms)
+	if hasSeries := len(res.Series) > 0 || (len(res.Scenarios) == 0 && res.Backlog == nil); hasSeries {
+		p("**Load:** `loadgen open`, a separate process: open loop, requests due at evenly spaced intended times, "+
+			"released by a pacer to a pool of %d keep-alive connections; latency is measured from the **intended** send "+
+			"time, so a stall shows as latency instead of slowing the load down (no coordinated omission). "+
+			"Each step: %.0f s warm-up at the step's rate, then %.0f s measured (%.0f s for the step at 50 %% of saturation). Bodies: `single` = one `page_view` "+
+			"event (~375 B, `text/plain`, as `navigator.sendBeacon` sends), `batch20` = a JSON array of 20 (~7.5 KB, "+
+			"`application/json`); every event carries a unique mark (run id + sequence number).\n\n", res.Conns, res.WarmupS, res.StepS, res.HalfS)
+		p("**Targets:** the no-op server (`loadgen noop`, fasthttp, answers 204) and Sluice (`sluice serve`, defaults: `--ack disk`, " +
+			"i.e. every 2xx waits for the WAL's fsync")
+		if len(res.SluiceArg) > 0 {
+			p(", plus `%s`", strings.Join(res.SluiceArg, " "))
+		}
+		p("). Sluice ships to **kfake run inside the bench process** (franz-go's fake Kafka, 3 brokers, in memory) via "+
+			"`--kafka-brokers`, for the saturation steps and the scenarios alike: a fresh broker and a fresh Sluice data dir "+
+			"per series and per scenario. Sluice's CPU therefore excludes the broker (its CPU is in *harness cores*). "+
+			"Generator, server and broker share the machine's %d cores: the ratios matter more than the absolute numbers.\n\n", m.Cores)
+		p("**Saturation:** the rate steps up (fractions of a 2 s closed-loop probe, then ×1.2) until a step fails — "+
+			"more than %.0f%% of requests failed (non-2xx, errors, never sent), fewer than %.0f%% of the offered events "+
+			"acknowledged, p99 above %.0f ms (exploded) or p50 above %.0f ms (a standing queue; a short stall the server recovers from lifts "+
+			"only the upper percentiles) — then up to two bisection steps; *saturation* is the highest step that kept up "+
+			"(its achieved events/s), and a last, longer step runs at 50 %% of that rate.\n\n",
+			100*res.Criteria.MaxFailedFrac, 100*res.Criteria.MinAchieved, res.Criteria.MaxP99ms, res.Criteria.MaxP50ms)
 
-	p("## Headline\n\n")
-	p("| body | no-op saturation events/s | Sluice saturation events/s | **Sluice / no-op** | Sluice p50 / p99 / p99.9 ms at 50 %% of its saturation | no-op p50 / p99 / p99.9 ms at 50 %% | Sluice CPU µs/event (at saturation, at 50 %%) | no-op CPU µs/event (at saturation, at 50 %%) | CPU ratio (at saturation, at 50 %%) | RSS max MiB Sluice / no-op |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, h := range headlines(res) {
-		pct := func(s *step) string {
-			if s == nil {
-				return "–"
-			}
-			x := &s.Run.Summary
-			return fmt.Sprintf("%s / **%s** / %s", fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms))
-		}
-		us := func(a, b *step) string {
-			return orDash(a != nil && b != nil, "%.1f, %.1f", usOf(a), usOf(b))
-		}
-		rss := func(kind, target string) float64 {
-			var v float64
-			if s := res.find(kind, target); s != nil {
-				for _, st := range s.Steps {
-					v = max(v, st.Run.RSSMaxMiB)
+		p("## Headline\n\n")
+		p("| body | no-op saturation events/s | Sluice saturation events/s | **Sluice / no-op** | Sluice p50 / p99 / p99.9 ms at 50 %% of its saturation | no-op p50 / p99 / p99.9 ms at 50 %% | Sluice CPU µs/event (at saturation, at 50 %%) | no-op CPU µs/event (at saturation, at 50 %%) | CPU ratio (at saturation, at 50 %%) | RSS max MiB Sluice / no-op |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, h := range headlines(res) {
+			pct := func(s *step) string {
+				if s == nil {
+					return "–"
 				}
+				x := &s.Run.Summary
+				return fmt.Sprintf("%s / **%s** / %s", fmtMs(x.P50ms), fmtMs(x.P99ms), fmtMs(x.P999ms))
 			}
-			return v
+			us := func(a, b *step) string {
+				return orDash(a != nil && b != nil, "%.1f, %.1f", usOf(a), usOf(b))
+			}
+			rss := func(kind, target string) float64 {
+				var v float64
+				if s := res.find(kind, target); s != nil {
+					for _, st := range s.Steps {
+						v = max(v, st.Run.RSSMaxMiB)
+					}
+				}
+				return v
+			}
+			p("| %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %.0f / %.0f |\n", h.Kind,
+				orDash(h.NoopSatEPS > 0, "%.0f", h.NoopSatEPS), orDash(h.SluiceSatEPS > 0, "%.0f", h.SluiceSatEPS),
+				orDash(h.Ratio > 0, "%.3f", h.Ratio), pct(h.SluiceHalf), pct(h.NoopHalf),
+				us(h.SluiceSat, h.SluiceHalf), us(h.NoopSat, h.NoopHalf),
+				orDash(h.CPURatioSat > 0, "%.1f×, %.1f×", h.CPURatioSat, h.CPURatioHalf),
+				rss(h.Kind, "sluice"), rss(h.Kind, "noop"))
 		}
-		p("| %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %.0f / %.0f |\n", h.Kind,
-			orDash(h.NoopSatEPS > 0, "%.0f", h.NoopSatEPS), orDash(h.SluiceSatEPS > 0, "%.0f", h.SluiceSatEPS),
-			orDash(h.Ratio > 0, "%.3f", h.Ratio), pct(h.SluiceHalf), pct(h.NoopHalf),
-			us(h.SluiceSat, h.SluiceHalf), us(h.NoopSat, h.NoopHalf),
-			orDash(h.CPURatioSat > 0, "%.1f×, %.1f×", h.CPURatioSat, h.CPURatioHalf),
-			rss(h.Kind, "sluice"), rss(h.Kind, "noop"))
+		p("\nSaturation = achieved events/s of the highest step that kept up; the most any step pushed through (overloaded steps included): ")
+		var peaks []string
+		for _, h := range headlines(res) {
+			peaks = append(peaks, fmt.Sprintf("%s no-op %.0f, Sluice %.0f", h.Kind, h.NoopPeak, h.SluicePeak))
+		}
+		p("%s events/s. CPU µs/event = the server process's utime+stime over the window / events acknowledged.\n\n", strings.Join(peaks, "; "))
 	}
-	p("\nSaturation = achieved events/s of the highest step that kept up; the most any step pushed through (overloaded steps included): ")
-	var peaks []string
-	for _, h := range headlines(res) {
-		peaks = append(peaks, fmt.Sprintf("%s no-op %.0f, Sluice %.0f", h.Kind, h.NoopPeak, h.SluicePeak))
-	}
-	p("%s events/s. CPU µs/event = the server process's utime+stime over the window / events acknowledged.\n\n", strings.Join(peaks, "; "))
 
 	if len(res.Scenarios) > 0 {
 		writeScenarios(&b, res)
 	}
+	if res.Backlog != nil {
+		writeBacklog(&b, res)
+	}
 
-	if len(res.Plots) > 0 {
+	var plots []string // the backlog section shows its own
+	for _, f := range res.Plots {
+		if f != backlogPlot || res.Backlog == nil {
+			plots = append(plots, f)
+		}
+	}
+	if len(plots) > 0 {
 		p("## Plots\n\n")
-		for _, f := range res.Plots {
+		for _, f := range plots {
 			p("![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
 		}
 	}
 
+	if len(res.Series) > 0 {
+		writeSteps(&b, res)
+	}
+
+	p("## Checks\n\n")
+	for _, n := range checks(res) {
+		p("- %s\n", n)
+	}
+	p("\nRaw data (git-ignored): `raw/results.json` (everything above, and every second of every step and scenario with its latency histogram; `go run ./loadtest/cmd/bench -replot DIR` redraws the report and plots from it), `raw/sluice-*.log`, `raw/acked-*.bin`.\n")
+	return b.String()
+}
+
+// writeSteps lists every step of every series.
+func writeSteps(b *strings.Builder, res *results) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("## Every step\n\n")
 	p("Latencies in ms from the intended send time. *failed*: non-2xx, transport errors and requests never sent; " +
 		"*late*: requests that waited > 1 ms for a free connection; *lag p99*: the generator's own send lag; " +
@@ -196,12 +226,6 @@ func buildReport(res *results) string {
 		p("\n")
 	}
 
-	p("## Checks\n\n")
-	for _, n := range checks(res) {
-		p("- %s\n", n)
-	}
-	p("\nRaw data (git-ignored): `raw/results.json` (everything above, and every second of every step and scenario with its latency histogram; `go run ./loadtest/cmd/bench -replot DIR` redraws the report and plots from it), `raw/sluice-*.log`, `raw/acked-*.bin`.\n")
-	return b.String()
 }
 
 func usOf(s *step) float64 {
@@ -361,6 +385,9 @@ func checks(res *results) []string {
 		if sr.Verify != nil && sr.Verify.Missing > 0 {
 			out = append(out, fmt.Sprintf("scenario %s: %d acknowledged events are not in Kafka", sr.Spec.Name, sr.Verify.Missing))
 		}
+	}
+	if res.Backlog != nil {
+		out = append(out, backlogChecks(res.Backlog)...)
 	}
 	out = append(out, res.Notes...)
 	if len(out) == 0 {

@@ -48,6 +48,7 @@ type openConfig struct {
 	bodies       int
 	seed         uint64
 	runID        string
+	firstRequest uint64
 	ackedOut     string
 	lateAfter    time.Duration
 	stopGrace    time.Duration
@@ -79,6 +80,7 @@ func openCmd(args []string) error {
 	fs.IntVar(&c.bodies, "bodies", 4096, "distinct body templates, cycled (each request gets fresh marks)")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed for the generated bodies")
 	fs.StringVar(&c.runID, "run-id", "", "marker prefix: every event carries \"mark\":\"<run-id>-<12-digit sequence>\" (default: random)")
+	fs.Uint64Var(&c.firstRequest, "first-request", 0, "number the requests from this one: request i's event j carries sequence (first-request+i)*N+j, so consecutive runs with one -run-id have distinct marks (-acked-out stays indexed from 0)")
 	fs.StringVar(&c.ackedOut, "acked-out", "", "write a bitmap of the requests answered 2xx (bit i = request i, little-endian uint64 words) to this file")
 	fs.DurationVar(&c.lateAfter, "late-after", time.Millisecond, "a request that waits longer than this for a free connection counts as late")
 	fs.DurationVar(&c.stopGrace, "stop-grace", 50*time.Millisecond, "after the schedule's end, requests not sent within this long count as unsent")
@@ -132,6 +134,9 @@ func openCmd(args []string) error {
 	}
 	if slots := c.rate * (c.warmup + c.duration).Seconds(); slots > 1<<26 {
 		return fmt.Errorf("%.0f requests in one schedule is too many (at most %d)", slots, 1<<26)
+	}
+	if last := (float64(c.firstRequest) + c.rate*(c.warmup+c.duration).Seconds() + 1) * float64(c.eventsPerReq); last >= 1e12 {
+		return fmt.Errorf("-first-request %d: sequence numbers would pass %d digits", c.firstRequest, markDigits)
 	}
 	u, err := url.Parse(c.url)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
@@ -378,7 +383,7 @@ func (o *openRun) run(ctx context.Context) (*openResult, []openSecond, error) {
 
 	res := &openResult{
 		Type: "summary", Target: "http://" + o.host + o.requestURI, Kind: c.kind, ContentType: c.contentType,
-		EventsPerReq: c.eventsPerReq, BodyBytes: o.meanBytes, RunID: c.runID, Pacer: c.pacer, Rate: c.rate, Conns: c.conns,
+		EventsPerReq: c.eventsPerReq, BodyBytes: o.meanBytes, RunID: c.runID, FirstRequest: c.firstRequest, Pacer: c.pacer, Rate: c.rate, Conns: c.conns,
 		StartUnixNs: o.start.UnixNano(), WarmupS: c.warmup.Seconds(), WindowS: window.Seconds(),
 		Slots: uint64(o.slots), Offered: uint64(o.slots - o.warmSlots),
 		Status: map[string]uint64{}, Errors: map[string]uint64{}, Reconnects: o.reconnects,
@@ -567,7 +572,7 @@ func (o *openRun) worker(conn net.Conn, take func() (int64, bool, bool)) {
 		}
 		mb := &o.bodies[int(i%int64(len(o.bodies)))]
 		buf = append(buf[:0], mb.body...)
-		seq := uint64(i) * uint64(c.eventsPerReq)
+		seq := o.firstSeq(i)
 		for j, off := range mb.offs {
 			putSeq(buf[off:off+markDigits], seq+uint64(j))
 		}
@@ -620,6 +625,11 @@ func (o *openRun) worker(conn net.Conn, take func() (int64, bool, bool)) {
 			drop()
 		}
 	}
+}
+
+// firstSeq is the sequence number of request i's first event.
+func (o *openRun) firstSeq(i int64) uint64 {
+	return (o.c.firstRequest + uint64(i)) * uint64(o.c.eventsPerReq)
 }
 
 // writeAcked writes the 2xx bitmap: bit i of word i/64 is request i.

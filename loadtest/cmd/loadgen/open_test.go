@@ -68,3 +68,17 @@ func TestSlotsBefore(t *testing.T) {
 		t.Errorf("request 4 due at %v", d)
 	}
 }
+
+func TestFirstRequestNumbersMarks(t *testing.T) {
+	o := &openRun{c: &openConfig{eventsPerReq: 100, firstRequest: 5000}}
+	if got := o.firstSeq(0); got != 500000 {
+		t.Errorf("firstSeq(0) = %d, want 500000", got)
+	}
+	if got := o.firstSeq(7); got != 500700 {
+		t.Errorf("firstSeq(7) = %d, want 500700", got)
+	}
+	o.c.firstRequest = 0
+	if got := o.firstSeq(7); got != 700 {
+		t.Errorf("without -first-request firstSeq(7) = %d, want 700", got)
+	}
+}

@@ -74,6 +74,7 @@ type OpenSummary struct {
 	EventsPerReq  int               `json:"events_per_request"`
 	BodyBytes     int               `json:"body_bytes_mean"`
 	RunID         string            `json:"run_id"`
+	FirstRequest  uint64            `json:"first_request,omitempty"` // request i's events carry sequences from (first_request+i)*events_per_request
 	Pacer         string            `json:"pacer"`
 	Rate          float64           `json:"rate"` // offered requests per second
 	Conns         int               `json:"conns"`

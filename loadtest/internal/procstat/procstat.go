@@ -99,3 +99,48 @@ func BusyCores(d time.Duration) (float64, error) {
 	}
 	return (b1 - b0) / time.Since(t0).Seconds(), nil
 }
+
+// Mem is a process's memory from /proc/PID/status, in bytes: VmRSS is
+// RssAnon + RssFile + RssShmem; VmHWM is the peak VmRSS since the start.
+type Mem struct {
+	VmRSS, VmHWM, RssAnon, RssFile, RssShmem float64
+}
+
+// Memory returns process pid's Mem.
+func Memory(pid int) (Mem, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Mem{}, err
+	}
+	return ParseMem(b)
+}
+
+// ParseMem reads the memory lines of a /proc/PID/status file. VmRSS and
+// VmHWM must be there; the Rss* breakdown (Linux 4.5+) may be missing.
+func ParseMem(status []byte) (Mem, error) {
+	var m Mem
+	fields := map[string]*float64{"VmRSS:": &m.VmRSS, "VmHWM:": &m.VmHWM, "RssAnon:": &m.RssAnon, "RssFile:": &m.RssFile, "RssShmem:": &m.RssShmem}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, rest, ok := strings.Cut(line, "\t")
+		if !ok {
+			k, rest, ok = strings.Cut(line, " ")
+		}
+		dst, want := fields[k]
+		if !ok || !want {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 2 || f[1] != "kB" {
+			return Mem{}, fmt.Errorf("unexpected /proc status line %q", line)
+		}
+		kb, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return Mem{}, fmt.Errorf("unexpected /proc status line %q: %w", line, err)
+		}
+		*dst = kb * 1024
+	}
+	if m.VmRSS == 0 || m.VmHWM == 0 {
+		return Mem{}, errors.New("no VmRSS or VmHWM in /proc status")
+	}
+	return m, nil
+}

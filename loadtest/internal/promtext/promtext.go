@@ -26,6 +26,12 @@ type Metrics struct {
 // Sum returns the value of name summed over all its series.
 func (m Metrics) Sum(name string) float64 { return m.byName[name] }
 
+// Has reports whether the scrape had any series of name.
+func (m Metrics) Has(name string) bool {
+	_, ok := m.byName[name]
+	return ok
+}
+
 // Get returns the series of name whose label set contains labels (e.g.
 // `outcome="accepted"`), summed.
 func (m Metrics) Get(name, labels string) float64 {

@@ -53,3 +53,16 @@ func TestParseAndDelta(t *testing.T) {
 		t.Errorf("p99 beyond the last finite bucket %v, want that bucket's bound 0.002", got)
 	}
 }
+
+func TestHas(t *testing.T) {
+	m, err := Parse(strings.NewReader(scrape1 + "sluice_events_buffered 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Has("sluice_events_buffered") || !m.Has("sluice_events_total") {
+		t.Error("a series that is there (value 0, or labelled) not found")
+	}
+	if m.Has("sluice_events_received_total") || m.Has("sluice_events") {
+		t.Error("a series that is not there found")
+	}
+}
