@@ -64,7 +64,7 @@ func writePristineWAL(f *testing.F) pristineWAL {
 	if err := b.Close(); err != nil {
 		f.Fatal(err)
 	}
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func checkFuzzShipped(t *testing.T, p pristineWAL, damage damageSpan, shipped []
 // segmentFiles reads dir's segment files, by name; an unreadable one is absent.
 func readSegmentFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func recordEntries(t *testing.T, data []byte) [][]byte {
 // with a record, so a torn or zeroed end is never left for the next write.
 func checkTailEndsWithRecord(t *testing.T, dir string) {
 	t.Helper()
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

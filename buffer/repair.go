@@ -66,29 +66,6 @@ const maxPlaceholdersPerSegment = 1 << 16
 // lost segments, and filling it could fill the disk.
 const maxGapEntries = 1 << 24
 
-// walSegment is one WAL segment file, named by the index of its first entry.
-type walSegment struct {
-	name  string
-	path  string
-	first uint64
-}
-
-// listWALSegments lists dir's segment files in index order. Like tidwall/wal
-// it ignores a file named index 0.
-func listWALSegments(dir string) ([]walSegment, error) {
-	paths, err := segmentFiles(dir)
-	if err != nil {
-		return nil, err
-	}
-	segs := make([]walSegment, 0, len(paths))
-	for _, p := range paths {
-		name := filepath.Base(p)
-		if first, _ := strconv.ParseUint(name, 10, 64); first > 0 {
-			segs = append(segs, walSegment{name: name, path: p, first: first})
-		}
-	}
-	return segs, nil
-}
 
 // segmentFiles lists the WAL segment files (20-digit names) in index order.
 func segmentFiles(dir string) ([]string, error) {
@@ -127,7 +104,7 @@ func recoverWAL(dir string, log *slog.Logger, checkSealed bool) (recovery, error
 // acknowledged front need not be read at every start.
 func recoverWALAfter(dir string, log *slog.Logger, checkSealed bool, acked uint64) (recovery, error) {
 	var rec recovery
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil || len(segs) == 0 {
 		return rec, err
 	}
@@ -162,7 +139,7 @@ func (b *Buffer) countRecovery(rec recovery) {
 // repairTail makes the last segment end with a good record (or hold nothing):
 // damage at its end is cut, damage before good records becomes placeholders.
 // It reports whether it changed anything.
-func repairTail(dir string, seg walSegment, log *slog.Logger) (bool, error) {
+func repairTail(dir string, seg segmentFile, log *slog.Logger) (bool, error) {
 	data, err := os.ReadFile(seg.path)
 	if err != nil {
 		return true, replaceUnreadableTail(dir, seg, err, log)
@@ -188,7 +165,7 @@ func repairTail(dir string, seg walSegment, log *slog.Logger) (bool, error) {
 // replaceUnreadableTail moves a last segment that cannot be read to the
 // quarantine and leaves an empty one of the same name, so that new records
 // keep the indices after the earlier segments.
-func replaceUnreadableTail(dir string, seg walSegment, readErr error, log *slog.Logger) error {
+func replaceUnreadableTail(dir string, seg segmentFile, readErr error, log *slog.Logger) error {
 	qpath, err := moveToQuarantine(dir, seg)
 	if err != nil {
 		return fmt.Errorf("repair unreadable wal segment %s (%v): %w", seg.name, readErr, err)
@@ -205,7 +182,7 @@ func replaceUnreadableTail(dir string, seg walSegment, readErr error, log *slog.
 // index up to next-1, the next segment's first. It reports whether it changed
 // anything. A segment that frames whole with the right count is left alone,
 // bad records and all: they are at their indices, and the shipper skips them.
-func repairSealed(dir string, seg walSegment, next uint64, log *slog.Logger) (bool, error) {
+func repairSealed(dir string, seg segmentFile, next uint64, log *slog.Logger) (bool, error) {
 	data, err := os.ReadFile(seg.path)
 	if err != nil {
 		return true, replaceUnreadableSealed(dir, seg, next, err, log)
@@ -243,7 +220,7 @@ func repairSealed(dir string, seg walSegment, next uint64, log *slog.Logger) (bo
 
 // replaceUnreadableSealed moves a sealed segment that cannot be read to the
 // quarantine and fills its indices with placeholders.
-func replaceUnreadableSealed(dir string, seg walSegment, next uint64, readErr error, log *slog.Logger) error {
+func replaceUnreadableSealed(dir string, seg segmentFile, next uint64, readErr error, log *slog.Logger) error {
 	want := next - seg.first
 	if want > maxGapEntries {
 		return fmt.Errorf("repair unreadable wal segment %s (%v): the next segment starts at index %d, "+
@@ -607,7 +584,7 @@ func quarantine(dir, segment string, offset int, b []byte) (string, error) {
 
 // moveToQuarantine moves a whole segment file, which could not be read, to
 // the quarantine: renaming needs none of its bytes.
-func moveToQuarantine(dir string, seg walSegment) (string, error) {
+func moveToQuarantine(dir string, seg segmentFile) (string, error) {
 	qdir, path, err := quarantinePath(dir, seg.name, 0)
 	if err != nil {
 		return "", err
@@ -748,7 +725,7 @@ var errNoSealedSegment = errors.New("no sealed segment on disk holds the index")
 // WAL, placeholders from index up to the first one left. The last segment is
 // not sealed: tidwall/wal keeps it in memory, so a read never finds it damaged.
 func repairSegmentFiles(dir string, index uint64, log *slog.Logger) (repaired bool, segment string, err error) {
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil {
 		return false, "", err
 	}

@@ -41,9 +41,9 @@ func newDamagedWAL(t *testing.T, n int) *damagedWAL {
 }
 
 // segment is the WAL's i-th segment file; -1 is the last.
-func (w *damagedWAL) segment(t *testing.T, i int) walSegment {
+func (w *damagedWAL) segment(t *testing.T, i int) segmentFile {
 	t.Helper()
-	segs, err := listWALSegments(w.dir)
+	segs, err := listSegments(w.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func (w *damagedWAL) segment(t *testing.T, i int) walSegment {
 }
 
 // entryOffsets are the offsets where the segment's entries start, and its size.
-func entryOffsets(t *testing.T, seg walSegment) []int {
+func entryOffsets(t *testing.T, seg segmentFile) []int {
 	t.Helper()
 	data := readSegmentFile(t, seg)
 	offs := []int{0}
@@ -72,7 +72,7 @@ func entryOffsets(t *testing.T, seg walSegment) []int {
 	return offs
 }
 
-func readSegmentFile(t *testing.T, seg walSegment) []byte {
+func readSegmentFile(t *testing.T, seg segmentFile) []byte {
 	t.Helper()
 	data, err := os.ReadFile(seg.path)
 	if err != nil {
@@ -81,7 +81,7 @@ func readSegmentFile(t *testing.T, seg walSegment) []byte {
 	return data
 }
 
-func writeSegmentFile(t *testing.T, seg walSegment, data []byte) {
+func writeSegmentFile(t *testing.T, seg segmentFile, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(seg.path, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func writeSegmentFile(t *testing.T, seg walSegment, data []byte) {
 func record(index uint64) int { return int(index) - 1 }
 
 // recordsOf are the numbers of the records in entries from..to-1 of seg.
-func recordsOf(seg walSegment, from, to int) []int {
+func recordsOf(seg segmentFile, from, to int) []int {
 	var r []int
 	for i := from; i < to; i++ {
 		r = append(r, record(seg.first)+i)
@@ -446,7 +446,7 @@ func TestOpenRepairsSealedSegments(t *testing.T) {
 
 // makeUnreadable replaces a segment file by a link to nothing: listed like a
 // file, failing every read (tests run as root, which file modes do not stop).
-func makeUnreadable(t *testing.T, seg walSegment) {
+func makeUnreadable(t *testing.T, seg segmentFile) {
 	t.Helper()
 	if err := os.Remove(seg.path); err != nil {
 		t.Fatal(err)
@@ -600,8 +600,8 @@ func TestReadRepairsDamagedSegment(t *testing.T) {
 // the next Open, once the disk lets it, repairs.
 func TestRepairFailuresKeepTheBytes(t *testing.T) {
 	tests := map[string]struct {
-		damage   func(t *testing.T, w *damagedWAL) walSegment
-		obstacle func(t *testing.T, w *damagedWAL, seg walSegment) string // returns the path to remove
+		damage   func(t *testing.T, w *damagedWAL) segmentFile
+		obstacle func(t *testing.T, w *damagedWAL, seg segmentFile) string // returns the path to remove
 	}{
 		"tail, quarantine is a file": {
 			damage:   tornTail,
@@ -612,7 +612,7 @@ func TestRepairFailuresKeepTheBytes(t *testing.T) {
 			obstacle: quarantineIsAFile,
 		},
 		"unreadable, quarantine is a file": {
-			damage: func(t *testing.T, w *damagedWAL) walSegment {
+			damage: func(t *testing.T, w *damagedWAL) segmentFile {
 				seg := w.segment(t, 1)
 				makeUnreadable(t, seg)
 				return seg
@@ -620,7 +620,7 @@ func TestRepairFailuresKeepTheBytes(t *testing.T) {
 			obstacle: quarantineIsAFile,
 		},
 		"unreadable tail, quarantine is a file": {
-			damage: func(t *testing.T, w *damagedWAL) walSegment {
+			damage: func(t *testing.T, w *damagedWAL) segmentFile {
 				seg := w.segment(t, -1)
 				makeUnreadable(t, seg)
 				return seg
@@ -671,20 +671,20 @@ func TestRepairFailuresKeepTheBytes(t *testing.T) {
 	}
 }
 
-func tornTail(t *testing.T, w *damagedWAL) walSegment {
+func tornTail(t *testing.T, w *damagedWAL) segmentFile {
 	seg := w.segment(t, -1)
 	writeSegmentFile(t, seg, append(readSegmentFile(t, seg), 0x80))
 	return seg
 }
 
-func tornSealed(t *testing.T, w *damagedWAL) walSegment {
+func tornSealed(t *testing.T, w *damagedWAL) segmentFile {
 	seg := w.segment(t, 1)
 	data := readSegmentFile(t, seg)
 	writeSegmentFile(t, seg, data[:len(data)-3])
 	return seg
 }
 
-func quarantineIsAFile(t *testing.T, w *damagedWAL, _ walSegment) string {
+func quarantineIsAFile(t *testing.T, w *damagedWAL, _ segmentFile) string {
 	path := filepath.Join(w.dir, quarantineDir)
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -692,7 +692,7 @@ func quarantineIsAFile(t *testing.T, w *damagedWAL, _ walSegment) string {
 	return path
 }
 
-func rewriteBlocked(t *testing.T, _ *damagedWAL, seg walSegment) string {
+func rewriteBlocked(t *testing.T, _ *damagedWAL, seg segmentFile) string {
 	path := seg.path + ".TEMP"
 	if err := os.Mkdir(path, 0o755); err != nil {
 		t.Fatal(err)
@@ -970,7 +970,7 @@ func TestRepairSegmentFilesFront(t *testing.T) {
 	if err != nil || !repaired {
 		t.Fatalf("filling 3 indices before the first segment: %v, %v", repaired, err)
 	}
-	segs, err := listWALSegments(dir)
+	segs, err := listSegments(dir)
 	if err != nil || len(segs) != 2 || segs[0].first != far-3 {
 		t.Fatalf("segments after the fill: %+v, %v", segs, err)
 	}
