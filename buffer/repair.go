@@ -66,7 +66,6 @@ const maxPlaceholdersPerSegment = 1 << 16
 // lost segments, and filling it could fill the disk.
 const maxGapEntries = 1 << 24
 
-
 // segmentFiles lists the WAL segment files (20-digit names) in index order.
 func segmentFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
