@@ -42,13 +42,16 @@ const (
 	ReasonBufferFull    = "buffer_full"    // the WAL is at its size limit or the disk is full
 	ReasonEnrich        = "enrich"         // the enrichment step failed
 	ReasonCorruptRecord = "corrupt_record" // a WAL record was damaged on disk and skipped
+	// ReasonRejectedBySink: the sink refused the record and then its dead
+	// letter, each sent alone; retrying could never succeed.
+	ReasonRejectedBySink = "rejected_by_kafka"
 )
 
 // NewLedger returns an empty ledger. A Buffer makes its own (Buffer.Ledger)
 // and exports it with its metrics.
 func NewLedger() *Ledger {
 	l := &Ledger{dropped: map[string]uint64{}, refused: map[string]uint64{}}
-	for _, r := range []string{ReasonWALWrite, ReasonBufferFull, ReasonEnrich, ReasonCorruptRecord} {
+	for _, r := range []string{ReasonWALWrite, ReasonBufferFull, ReasonEnrich, ReasonCorruptRecord, ReasonRejectedBySink} {
 		l.dropped[r] = 0
 	}
 	for _, r := range []string{ReasonWALWrite, ReasonBufferFull, ReasonEnrich} {
@@ -122,13 +125,16 @@ func (l *Ledger) recovered(n uint64) {
 	l.mu.Unlock()
 }
 
-// settled moves records out of the backlog as the acknowledged index passes them.
-func (l *Ledger) settled(events, deadLetters, corrupt uint64) {
+// settled moves records out of the backlog as the acknowledged index passes
+// them: shipped events and dead letters, skipped corrupt records, and
+// records dropped because the sink rejected them and their dead letter.
+func (l *Ledger) settled(events, deadLetters, corrupt, rejected uint64) {
 	l.mu.Lock()
 	l.shipped[0] += events
 	l.shipped[1] += deadLetters
 	l.dropped[ReasonCorruptRecord] += corrupt
-	l.backlog -= int64(events + deadLetters + corrupt)
+	l.dropped[ReasonRejectedBySink] += rejected
+	l.backlog -= int64(events + deadLetters + corrupt + rejected)
 	l.mu.Unlock()
 }
 

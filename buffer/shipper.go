@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
 )
 
 // Sink is where the shipper delivers records (Kafka in production).
 type Sink interface {
 	// Send hands one record to the sink and should not block for long. done
 	// must be called exactly once, from any goroutine: with nil once the
-	// record is durably stored downstream, or with the error that stopped it.
-	// The sink owns rec from the call on.
+	// record is durably stored downstream, or with the error that stopped it,
+	// wrapped in ErrRejected, ErrMisconfigured or ErrWithheld when it is one
+	// of those (see ErrRetriable). The sink owns rec from the call on.
 	Send(index uint64, rec *Record, done func(index uint64, err error))
 }
 
@@ -39,6 +41,25 @@ type ShipperConfig struct {
 	// Defaults 250ms and 10s.
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
+	// DeadLetter builds the dead-letter record for rec, a record the sink
+	// rejected (ErrRejected) even when sent alone; reason says why, for the
+	// record's body. The result is sent to the dead-letter topic in rec's
+	// place (its DeadLetter flag is set whatever the function left in it)
+	// and must be small enough for the sink: keep only a bounded part of
+	// rec.Value. Returning nil, or a nil DeadLetter, drops the record,
+	// counted in the ledger as dropped with ReasonRejectedBySink. It runs on
+	// the shipper goroutine; rec's Key and Value are read-only WAL memory.
+	DeadLetter func(rec *Record, reason string) *Record
+	// Breaker configures the circuit breaker that gates sending.
+	Breaker BreakerConfig
+	// DegradedAfter is how long records may wait in flight without any
+	// answer before Status calls the sink degraded. Default 2s.
+	DegradedAfter time.Duration
+	// DownAfter is how long the sink must have been in trouble (failing,
+	// silent, or its breaker not closed) before Status calls it down rather
+	// than degraded, so that a short leader election never reads as an
+	// outage. Default 10s.
+	DownAfter time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the shipper's metrics; nil registers nothing.
@@ -61,13 +82,26 @@ func (c *ShipperConfig) setDefaults() {
 	if c.MaxRetryBackoff <= 0 {
 		c.MaxRetryBackoff = 10 * time.Second
 	}
+	if c.DegradedAfter <= 0 {
+		c.DegradedAfter = 2 * time.Second
+	}
+	if c.DownAfter <= 0 {
+		c.DownAfter = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Breaker.setDefaults()
 }
 
 // Shipper is the WAL's only reader: it sends records to a Sink in WAL order
 // and advances the acknowledged index over their contiguous confirmed prefix.
+//
+// A circuit breaker gates the sends: open, nothing is sent and the WAL grows;
+// half-open, a few records probe the sink. Records the sink rejects are sent
+// again alone, since a rejected batch fails all of its records; one rejected
+// alone goes to the dead-letter topic (ShipperConfig.DeadLetter), and one
+// whose dead letter is rejected too is dropped and counted.
 type Shipper struct {
 	buf  *Buffer
 	sink Sink
@@ -84,21 +118,41 @@ type Shipper struct {
 	backoff   time.Duration
 	tail      *committedBatch // the writer's latest hand-off being consumed
 
+	breaker     *breaker
+	breakerWake <-chan time.Time    // fires when an open breaker half-opens
+	suspects    map[uint64]struct{} // rejected in company: to be sent alone
+	rerouted    map[uint64]string   // rejected alone: to be sent as a dead letter, with the reason
+	alone       uint64              // index of the record sent alone and not yet answered; 0 if none
+	times       []int64             // TimeMs of the record read into each window slot
+	readUpTo    uint64              // every index in (acked, readUpTo) has its time in times
+	oldestIndex uint64              // the index oldestMs belongs to
+	// waitingSince is when in-flight records last heard anything: the
+	// last answer, or the send that ended an idle spell.
+	waitingSince time.Time
+	failing      bool      // the latest answer was a failure
+	needResume   bool      // an answer was not a confirmation: tell a Resumer before sending again
+	loudAt       time.Time // last error-level log of a misconfigured sink
+	loudMuted    int       // such logs suppressed since
+	health       sinkHealth
+
 	mu        sync.Mutex // guards completed
 	completed []completion
 	wake      chan struct{} // capacity 1
 
 	ackedIndex atomic.Uint64 // acked, for readers outside the run goroutine
+	inFlightN  atomic.Int64  // inFlight, for readers outside the run goroutine
+	oldestMs   atomic.Int64  // TimeMs of the first unacknowledged record; 0 if unknown
 	progress   chan struct{} // capacity 1: signalled when acked advances
 	stop       chan struct{}
 	stopOnce   sync.Once
 	done       chan struct{}
 
-	shipped    prometheus.Counter
-	walReads   prometheus.Counter
-	sendErrors prometheus.Counter
-	corrupt    prometheus.Counter
-	collectors []prometheus.Collector
+	shipped      prometheus.Counter
+	walReads     prometheus.Counter
+	sendErrors   prometheus.Counter
+	corrupt      prometheus.Counter
+	deadLettered prometheus.Counter
+	collectors   []prometheus.Collector
 }
 
 // Window slot state bits.
@@ -106,7 +160,12 @@ const (
 	slotConfirmed  = 1 << iota // the sink confirmed it, or it was skipped
 	slotDeadLetter             // the record is for the dead-letter topic
 	slotCorrupt                // the record could not be decoded and was skipped
+	slotDropped                // the sink rejected it and its dead letter: dropped
 )
+
+// loudLogEvery bounds the error-level logs of a misconfigured sink: once is
+// enough to be seen, every record would flood the log.
+const loudLogEvery = 30 * time.Second
 
 type completion struct {
 	index uint64
@@ -123,15 +182,20 @@ func NewShipper(buf *Buffer, sink Sink, cfg ShipperConfig) *Shipper {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "shipper"),
 		window:   make([]uint8, cfg.MaxInFlight),
+		times:    make([]int64, cfg.MaxInFlight),
+		suspects: map[uint64]struct{}{},
+		rerouted: map[uint64]string{},
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		backoff:  cfg.RetryBackoff,
 	}
+	s.breaker = newBreaker(cfg.Breaker, s.log)
 	s.acked = buf.startIndex - 1
 	s.persisted = s.acked
 	s.next = s.acked + 1
+	s.readUpTo = s.next
 	s.ackedIndex.Store(s.acked)
 	s.registerMetrics()
 	go s.run()
@@ -155,8 +219,12 @@ func (s *Shipper) registerMetrics() {
 		Name: "sluice_wal_corrupt_records_total",
 		Help: "WAL records that failed to decode and were skipped.",
 	})
+	s.deadLettered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_ship_dead_lettered_total",
+		Help: "Records the sink rejected even when sent alone, sent to the dead-letter topic instead.",
+	})
 	s.collectors = []prometheus.Collector{
-		s.shipped, s.walReads, s.sendErrors, s.corrupt,
+		s.shipped, s.walReads, s.sendErrors, s.corrupt, s.deadLettered,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_wal_acked_index",
 			Help: "Highest WAL index confirmed by the sink with everything before it.",
@@ -166,6 +234,8 @@ func (s *Shipper) registerMetrics() {
 			Help: "Records in the WAL not yet confirmed by the sink.",
 		}, func() float64 { return float64(s.Backlog()) }),
 	}
+	s.collectors = append(s.collectors, s.breaker.collectors()...)
+	s.collectors = append(s.collectors, s.statusCollectors()...)
 	if s.cfg.Registerer != nil {
 		for _, c := range s.collectors {
 			s.cfg.Registerer.MustRegister(c)
@@ -189,6 +259,10 @@ func (s *Shipper) run() {
 	defer close(s.done)
 	checkpoint := time.NewTicker(s.cfg.CheckpointInterval)
 	defer checkpoint.Stop()
+	// The health tick notices silence (records in flight, no answer) and
+	// keeps the state Status reports current while nothing else happens.
+	healthTick := time.NewTicker(s.healthInterval())
+	defer healthTick.Stop()
 	lastTruncate := time.Now()
 	var retry <-chan time.Time
 	for {
@@ -204,6 +278,7 @@ func (s *Shipper) run() {
 				retry = time.After(s.backoff)
 			}
 		}
+		s.publish(time.Now())
 		select {
 		case <-s.stop:
 			s.collect()
@@ -213,6 +288,10 @@ func (s *Shipper) run() {
 		case <-s.buf.appended:
 		case <-retry:
 			retry = nil
+		case <-s.breakerWake:
+			s.breakerWake = nil
+		case now := <-healthTick.C:
+			s.checkSilence(now)
 		case <-checkpoint.C:
 			s.saveCheckpoint()
 			if time.Since(lastTruncate) >= s.cfg.TruncateInterval {
@@ -223,23 +302,35 @@ func (s *Shipper) run() {
 	}
 }
 
-// fill reads records from the WAL and sends them until the window is full or
-// the reader has caught up with the writer.
+// fill reads records from the WAL and sends them until the window is full,
+// the reader has caught up with the writer, or the breaker says stop. A
+// record to be sent alone waits until nothing else is in flight, and nothing
+// follows it until it is answered.
 func (s *Shipper) fill() error {
 	last := s.buf.LastIndex()
+	budget := s.breaker.sendable(s.inFlight)
 	for s.next <= last && s.next-s.acked <= uint64(len(s.window)) {
+		if s.alone != 0 {
+			return nil
+		}
 		slot := s.next % uint64(len(s.window))
 		if s.window[slot]&slotConfirmed != 0 {
 			s.next++ // confirmed (or skipped) before a rewind
 			continue
 		}
-		frame, ok := s.fromTail(s.next)
-		if !ok {
-			var err error
-			if frame, err = s.buf.read(s.next); err != nil {
-				return err
-			}
-			s.walReads.Inc()
+		if budget == 0 {
+			s.waitForBreaker()
+			return nil
+		}
+		_, suspect := s.suspects[s.next]
+		reason, reroute := s.rerouted[s.next]
+		lone := suspect || reroute
+		if lone && s.inFlight > 0 {
+			return nil
+		}
+		frame, err := s.frameAt(s.next)
+		if err != nil {
+			return err
 		}
 		rec := new(Record)
 		if err := DecodeRecord(frame, rec); err != nil {
@@ -251,21 +342,100 @@ func (s *Shipper) fill() error {
 			s.next++
 			// No Sink callback will wake the loop for this record: nudge it,
 			// or acked stays behind (and Drain waits) until the next tick.
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
+			s.nudge()
 			continue
 		}
+		s.times[slot] = rec.TimeMs
+		s.readUpTo = max(s.readUpTo, s.next+1)
 		s.window[slot] = 0
 		if rec.DeadLetter {
 			s.window[slot] = slotDeadLetter
 		}
-		s.inFlight++
-		s.sink.Send(s.next, rec, s.complete)
+		if reroute {
+			if rec = s.deadLetterFor(rec, reason); rec == nil {
+				s.window[slot] = slotConfirmed | slotDropped
+				delete(s.rerouted, s.next)
+				s.next++
+				s.nudge()
+				continue
+			}
+			s.window[slot] = slotDeadLetter
+		}
+		s.send(s.next, rec)
+		budget--
+		if lone {
+			s.alone = s.next
+		}
 		s.next++
 	}
 	return nil
+}
+
+// frameAt returns the frame at index from the writer's hand-off or the WAL.
+func (s *Shipper) frameAt(index uint64) ([]byte, error) {
+	if frame, ok := s.fromTail(index); ok {
+		return frame, nil
+	}
+	frame, err := s.buf.read(index)
+	if err != nil {
+		return nil, err
+	}
+	s.walReads.Inc()
+	return frame, nil
+}
+
+func (s *Shipper) send(index uint64, rec *Record) {
+	if s.inFlight == 0 {
+		s.waitingSince = time.Now() // the clock of silence starts now
+		s.resumeSink()
+	}
+	s.inFlight++
+	s.sink.Send(index, rec, s.complete)
+}
+
+// resumeSink tells a Resumer sink that every failure is taken in: nothing
+// is in flight, and what is sent next is in WAL order again.
+func (s *Shipper) resumeSink() {
+	if !s.needResume {
+		return
+	}
+	s.needResume = false
+	if r, ok := s.sink.(Resumer); ok {
+		r.Resume()
+	}
+}
+
+// nudge wakes the run loop for progress no Sink callback will report.
+func (s *Shipper) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitForBreaker arms a wake-up for when an open breaker half-opens. A
+// half-open breaker with its probes in flight needs none: their answers
+// wake the loop.
+func (s *Shipper) waitForBreaker() {
+	if s.breakerWake == nil && s.breaker.state() == gobreaker.StateOpen {
+		s.breakerWake = time.After(s.breaker.untilHalfOpen())
+	}
+}
+
+// deadLetterFor builds the dead letter that replaces rec, or nil to drop it.
+func (s *Shipper) deadLetterFor(rec *Record, reason string) *Record {
+	if s.cfg.DeadLetter == nil {
+		s.log.Error("record rejected by the sink and no dead-letter builder configured: dropped", "reason", reason)
+		return nil
+	}
+	dl := s.cfg.DeadLetter(rec, reason)
+	if dl == nil {
+		s.log.Error("record rejected by the sink and the dead-letter builder gave nothing: dropped", "reason", reason)
+		return nil
+	}
+	dl.DeadLetter = true // routes it to the dead-letter topic whatever the builder did
+	s.deadLettered.Inc()
+	return dl
 }
 
 // fromTail returns the frame at index from the writer's in-memory hand-offs,
@@ -308,23 +478,49 @@ func (s *Shipper) collect() {
 	done := s.completed
 	s.completed = nil
 	s.mu.Unlock()
+	confirmed := 0
 	for _, c := range done {
 		if c.index <= s.acked || c.index >= s.next {
 			continue // from before a rewind; already settled
 		}
 		s.inFlight--
-		if c.err != nil {
-			if !s.failed {
-				s.log.Warn("send failed; will re-send from the wal", "index", c.index, "err", c.err)
-			}
-			s.sendErrors.Inc()
-			s.failed = true
-			continue
+		lone := c.index == s.alone
+		if lone {
+			s.alone = 0
 		}
-		s.window[c.index%uint64(len(s.window))] |= slotConfirmed
+		if c.err != nil {
+			s.needResume = true
+		}
+		switch {
+		case c.err == nil:
+			s.window[c.index%uint64(len(s.window))] |= slotConfirmed
+			if len(s.suspects) > 0 {
+				delete(s.suspects, c.index) // innocent: its batch was at fault
+			}
+			confirmed++
+		case errors.Is(c.err, ErrRejected):
+			s.rejected(c.index, c.err, lone)
+		case errors.Is(c.err, ErrWithheld):
+			s.failed = true // re-sent after the rewind, behind the record that failed
+		default:
+			s.sendFailed(c.index, c.err)
+		}
 	}
+	if len(done) > 0 {
+		s.waitingSince = time.Now() // any answer breaks a silence
+	}
+	if confirmed > 0 {
+		s.failing = false
+		s.breaker.succeeded(confirmed)
+		s.health.succeeded(s.waitingSince)
+	}
+	s.advance()
+}
+
+// advance moves the acknowledged index over the confirmed prefix.
+func (s *Shipper) advance() {
 	start := s.acked
-	var events, deadLetters, corrupt uint64
+	var events, deadLetters, corrupt, dropped uint64
 	for s.acked+1 < s.next {
 		slot := (s.acked + 1) % uint64(len(s.window))
 		st := s.window[slot]
@@ -334,6 +530,8 @@ func (s *Shipper) collect() {
 		switch {
 		case st&slotCorrupt != 0:
 			corrupt++
+		case st&slotDropped != 0:
+			dropped++
 		case st&slotDeadLetter != 0:
 			deadLetters++
 		default:
@@ -343,7 +541,8 @@ func (s *Shipper) collect() {
 		s.acked++
 	}
 	if s.acked > start {
-		s.buf.ledger.settled(events, deadLetters, corrupt)
+		s.forgetSettled()
+		s.buf.ledger.settled(events, deadLetters, corrupt, dropped)
 		s.shipped.Add(float64(s.acked - start))
 		s.ackedIndex.Store(s.acked)
 		if !s.failed {
@@ -354,6 +553,78 @@ func (s *Shipper) collect() {
 		default:
 		}
 	}
+}
+
+// forgetSettled drops the lone-send marks of records now acknowledged.
+func (s *Shipper) forgetSettled() {
+	for i := range s.suspects {
+		if i <= s.acked {
+			delete(s.suspects, i)
+		}
+	}
+	for i := range s.rerouted {
+		if i <= s.acked {
+			delete(s.rerouted, i)
+		}
+	}
+}
+
+// sendFailed handles a record the sink could not deliver: it is re-sent
+// from the WAL, in order, once everything in flight has settled.
+func (s *Shipper) sendFailed(index uint64, err error) {
+	if !s.failed {
+		s.log.Warn("send failed; will re-send from the wal", "index", index, "class", errorClass(err), "err", err)
+	}
+	s.sendErrors.Inc()
+	s.failed = true
+	s.failing = true
+	s.health.failed(err.Error())
+	misconfigured := errors.Is(err, ErrMisconfigured)
+	if misconfigured {
+		s.logMisconfigured(index, err)
+	}
+	s.breaker.failed(err.Error(), misconfigured)
+}
+
+// logMisconfigured logs loudly, at most once per loudLogEvery: no retry
+// helps, an operator must act, and the backlog grows until they do.
+func (s *Shipper) logMisconfigured(index uint64, err error) {
+	now := time.Now()
+	if now.Sub(s.loudAt) < loudLogEvery {
+		s.loudMuted++
+		return
+	}
+	s.log.Error("the sink refuses records for want of authorization or configuration: fix it; the WAL keeps the records and the backlog grows until then",
+		"index", index, "err", err, "similar_errors_not_logged", s.loudMuted)
+	s.loudAt, s.loudMuted = now, 0
+}
+
+// rejected handles a record the sink refused as it is. Refused with others
+// it may be innocent (a batch fails as a whole), so it is sent again alone
+// after the rewind; refused alone, its dead letter takes its place; a dead
+// letter refused alone is dropped, never retried forever.
+func (s *Shipper) rejected(index uint64, err error, lone bool) {
+	s.health.failed(err.Error())
+	if !lone {
+		if !s.failed {
+			s.log.Warn("record rejected by the sink; sending the unconfirmed records again, suspects alone", "index", index, "err", err)
+		}
+		s.suspects[index] = struct{}{}
+		s.failed = true
+		return
+	}
+	delete(s.suspects, index)
+	slot := index % uint64(len(s.window))
+	if s.window[slot]&slotDeadLetter != 0 {
+		s.log.Error("dead letter rejected by the sink: record dropped", "index", index, "err", err)
+		s.window[slot] = slotConfirmed | slotDropped
+		delete(s.rerouted, index)
+		return
+	}
+	s.log.Warn("record rejected by the sink when sent alone: sending it to the dead-letter topic", "index", index, "err", err)
+	s.rerouted[index] = err.Error() // the reason the dead letter carries
+	// Send it again next: nothing after it was sent, it was alone.
+	s.next = index
 }
 
 // rewind makes the shipper read again, from the WAL and in order, every

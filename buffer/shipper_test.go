@@ -1,19 +1,24 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sony/gobreaker/v2"
 )
 
 var errSinkDown = errors.New("sink down")
@@ -23,17 +28,19 @@ var errSinkDown = errors.New("sink down")
 // test releases them.
 type memSink struct {
 	mu        sync.Mutex
-	sends     []uint64          // index of every Send, in call order
-	failedAt  []bool            // failedAt[i]: sends[i] failed at once
-	delivered []delivery        // records acknowledged with nil, in order
-	failNext  int               // fail this many of the next sends
-	failAt    map[uint64]int    // fail the sends of these indices this many more times
-	failures  int               // sends failed so far
-	hold      bool              // keep acknowledgements in held until released
-	held      []heldAck         // guarded by mu
-	maxHeld   int               // most acknowledgements held at once
-	changed   chan struct{}     // capacity 1: nudged by every Send
-	values    map[uint64]string // value of every record sent, by index
+	sends     []uint64           // index of every Send, in call order
+	failedAt  []bool             // failedAt[i]: sends[i] failed at once
+	delivered []delivery         // records acknowledged with nil, in order
+	failNext  int                // fail this many of the next sends
+	failAt    map[uint64]int     // fail the sends of these indices this many more times
+	failures  int                // sends failed so far
+	hold      bool               // keep acknowledgements in held until released
+	held      []heldAck          // guarded by mu
+	maxHeld   int                // most acknowledgements held at once
+	changed   chan struct{}      // capacity 1: nudged by every Send
+	values    map[uint64]string  // value of every record sent, by index
+	failWith  error              // what failed sends fail with; default errSinkDown
+	onSend    func(index uint64) // called by Send, on the shipper goroutine, before answering
 }
 
 type delivery struct {
@@ -69,6 +76,8 @@ func (s *memSink) Send(index uint64, rec *Record, done func(uint64, error)) {
 	}
 	s.failedAt = append(s.failedAt, fail)
 	hold := !fail && s.hold
+	failWith := cmp.Or(s.failWith, errSinkDown)
+	onSend := s.onSend
 	switch {
 	case fail:
 		s.failures++
@@ -83,12 +92,25 @@ func (s *memSink) Send(index uint64, rec *Record, done func(uint64, error)) {
 	case s.changed <- struct{}{}:
 	default:
 	}
+	if onSend != nil {
+		onSend(index)
+	}
 	switch {
 	case fail:
-		done(index, errSinkDown)
+		done(index, failWith)
 	case !hold:
 		done(index, nil)
 	}
+}
+
+// setFailing makes every next send fail (n < 0), or none (n == 0), or the next n.
+func (s *memSink) setFailing(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 0 {
+		n = math.MaxInt
+	}
+	s.failNext = n
 }
 
 // waitFor waits until cond, checked under the sink's lock, holds after a Send.
@@ -886,5 +908,416 @@ func TestShipperMetricsUnregister(t *testing.T) {
 			t.Fatalf("run %d: after Close %d metrics registered, want the buffer's %d", run, got, bufferOnly)
 		}
 		b.Close()
+	}
+}
+
+// fastBreaker is a breaker that cycles in milliseconds, for tests.
+func fastBreaker() BreakerConfig {
+	return BreakerConfig{OpenFor: 5 * time.Millisecond, ProbeRecords: 2, MinFailures: 3, SilenceTimeout: time.Hour}
+}
+
+func breakerTransitions(s *Shipper, to string) float64 {
+	return testutil.ToFloat64(s.breaker.transitions.WithLabelValues(to))
+}
+
+// While the sink fails the breaker cycles: open, nothing is sent; half-open,
+// at most ProbeRecords records are sent; and once the sink recovers every
+// record is delivered exactly once, in WAL order.
+func TestShipperBreakerCycles(t *testing.T) {
+	const n = 200
+	b := openBuffer(t, Config{Dir: t.TempDir()})
+	mustAppend(t, b, "r", 0, n)
+	sink := newMemSink()
+	sink.setFailing(-1)
+	cfg := ShipperConfig{Breaker: fastBreaker()}
+
+	// The breaker's state at each send, and how many times it had opened.
+	type atSend struct {
+		state gobreaker.State
+		opens float64
+	}
+	var mu sync.Mutex
+	var states []atSend
+	var shipper atomic.Pointer[Shipper]
+	sink.onSend = func(uint64) {
+		if s := shipper.Load(); s != nil { // nil in the first pass, before it could open
+			mu.Lock()
+			states = append(states, atSend{s.breaker.state(), breakerTransitions(s, "open")})
+			mu.Unlock()
+		}
+	}
+	s := startShipper(t, b, sink, cfg)
+	shipper.Store(s)
+
+	waitUntil(t, "the breaker to open three times", func() bool { return breakerTransitions(s, "open") >= 3 })
+	mustAppend(t, b, "late", 0, 20) // the WAL grows while the breaker cycles
+	sink.setFailing(0)
+	drain(t, s)
+
+	if got := sink.deliveredIndices(); !slices.Equal(got, span(1, n+20)) {
+		t.Fatalf("delivered %v, want 1..%d exactly once, in order", got, n+20)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	probes := map[float64]int{} // sends in each half-open spell, by the number of opens before it
+	for i, st := range states {
+		switch st.state {
+		case gobreaker.StateOpen:
+			t.Fatalf("send %d happened while the breaker was open", i)
+		case gobreaker.StateHalfOpen:
+			if probes[st.opens]++; probes[st.opens] > cfg.Breaker.ProbeRecords {
+				t.Fatalf("send %d: %d sends in one half-open spell, ProbeRecords is %d", i, probes[st.opens], cfg.Breaker.ProbeRecords)
+			}
+		}
+	}
+	if len(probes) < 3 {
+		t.Errorf("probes sent in %d half-open spells, want at least 3", len(probes))
+	}
+	if closed := breakerTransitions(s, "closed"); closed < 1 {
+		t.Errorf("breaker never closed again after the sink recovered")
+	}
+}
+
+// A misconfigured sink opens the breaker at the first failure, whatever the
+// failure counts, and the error is logged at error level once per
+// loudLogEvery however many records fail.
+func TestShipperMisconfiguredOpensBreakerAtOnce(t *testing.T) {
+	b := openBuffer(t, Config{Dir: t.TempDir()})
+	mustAppend(t, b, "r", 0, 50)
+	sink := newMemSink()
+	sink.setFailing(-1)
+	sink.failWith = fmt.Errorf("%w: TOPIC_AUTHORIZATION_FAILED", ErrMisconfigured)
+	logs := &logRecorder{}
+	s := startShipper(t, b, sink, ShipperConfig{Logger: slog.New(logs),
+		Breaker: BreakerConfig{OpenFor: time.Hour, MinFailures: 1000}})
+	waitUntil(t, "the breaker to open", func() bool { return s.breaker.state() == gobreaker.StateOpen })
+	sink.waitSends(t, 50)
+	waitUntil(t, "the failures to be collected", func() bool { return testutil.ToFloat64(s.sendErrors) == 50 })
+	if got := logs.count(slog.LevelError, "the sink refuses records"); got != 1 {
+		t.Errorf("%d error-level logs for 50 refused records, want 1 (rate-limited)", got)
+	}
+	if st := s.Status(); st.Breaker != "open" || !strings.Contains(st.LastErrorText, "TOPIC_AUTHORIZATION_FAILED") {
+		t.Errorf("status breaker %q, last error %q; want open and the refusal", st.Breaker, st.LastErrorText)
+	}
+	if got := len(sink.sent()); got != 50 {
+		t.Errorf("%d sends with the breaker open since the first failures, want the first 50 only", got)
+	}
+}
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.records = append(l.records, r.Clone())
+	l.mu.Unlock()
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// count is how many records at level have a message containing msg.
+func (l *logRecorder) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if r.Level == level && strings.Contains(r.Message, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+// rejectingSink answers like a Kafka producer that refuses bad records: a
+// batch holding one is rejected whole, every record in it (franz-go fails
+// the partition's whole buffer). While holding, sends wait for flush and
+// form one batch; otherwise each send is a batch of its own.
+type rejectingSink struct {
+	mu        sync.Mutex
+	hold      bool
+	held      []heldAck
+	bad       func(rec *Record) bool
+	sends     []sentRecord
+	delivered []sentRecord
+	changed   chan struct{}
+}
+
+type sentRecord struct {
+	index      uint64
+	value      string
+	deadLetter bool
+}
+
+func newRejectingSink(bad func(*Record) bool) *rejectingSink {
+	return &rejectingSink{bad: bad, changed: make(chan struct{}, 1)}
+}
+
+func (s *rejectingSink) Send(index uint64, rec *Record, done func(uint64, error)) {
+	s.mu.Lock()
+	s.sends = append(s.sends, sentRecord{index, string(rec.Value), rec.DeadLetter})
+	s.held = append(s.held, heldAck{index, rec, done})
+	hold := s.hold
+	s.mu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+	if !hold {
+		s.flush()
+	}
+}
+
+// flush answers the held records as one batch.
+func (s *rejectingSink) flush() {
+	s.mu.Lock()
+	batch := s.held
+	s.held = nil
+	var err error
+	for _, h := range batch {
+		if s.bad(h.rec) {
+			err = fmt.Errorf("%w: INVALID_RECORD", ErrRejected)
+		}
+	}
+	if err == nil {
+		for _, h := range batch {
+			s.delivered = append(s.delivered, sentRecord{h.index, string(h.rec.Value), h.rec.DeadLetter})
+		}
+	}
+	s.mu.Unlock()
+	for _, h := range batch {
+		h.done(h.index, err)
+	}
+}
+
+func (s *rejectingSink) waitHeld(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		s.mu.Lock()
+		got := len(s.held)
+		s.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-s.changed:
+		case <-deadline:
+			t.Fatalf("sink holds %d records, want %d", got, n)
+		}
+	}
+}
+
+func (s *rejectingSink) snapshot() (sends, delivered []sentRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sends), slices.Clone(s.delivered)
+}
+
+func sentIndices(rs []sentRecord) []uint64 {
+	var out []uint64
+	for _, r := range rs {
+		out = append(out, r.index)
+	}
+	return out
+}
+
+// testDeadLetter builds dead letters the way the enrich envelope does in
+// spirit: the reason and the original value.
+func testDeadLetter(calls *int) func(*Record, string) *Record {
+	return func(rec *Record, reason string) *Record {
+		*calls++
+		return &Record{ID: rec.ID, TimeMs: rec.TimeMs, Key: rec.Key, Value: []byte("dead:" + reason + ":" + string(rec.Value))}
+	}
+}
+
+// A batch holding a record Kafka refuses is rejected whole. The shipper
+// sends each rejected record again alone, in WAL order: the innocent ones
+// are delivered, the culprit goes to the dead-letter topic with the reason,
+// or is dropped and counted when even its dead letter is refused. Nothing
+// is retried forever: Drain finishes.
+func TestShipperRejectedRecords(t *testing.T) {
+	const n, culprit = 12, 5
+	isCulprit := func(r *Record) bool { return string(r.Value) == fmt.Sprintf("r/%d", culprit-1) }
+	tests := map[string]struct {
+		bad          func(*Record) bool
+		deadLetter   bool // configure a DeadLetter builder
+		culpritIsDLQ bool // the culprit is itself a dead letter (an invalid event)
+		wantDLQ      bool // the culprit's dead letter lands
+		wantDropped  uint64
+		wantDLSend   bool // a dead letter of the culprit is sent
+	}{
+		"dead letter accepted": {bad: isCulprit, deadLetter: true, wantDLQ: true, wantDLSend: true},
+		"dead letter refused too": {
+			bad:        func(r *Record) bool { return isCulprit(r) || strings.HasPrefix(string(r.Value), "dead:") },
+			deadLetter: true, wantDropped: 1, wantDLSend: true,
+		},
+		"no dead-letter builder":          {bad: isCulprit, wantDropped: 1},
+		"the culprit is a dead letter":    {bad: isCulprit, deadLetter: true, culpritIsDLQ: true, wantDropped: 1},
+		"the batch, not a record, failed": {bad: onlyFirstBatch()},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			b := openBuffer(t, Config{Dir: t.TempDir()})
+			frames := testFrames("r", 0, n)
+			if tc.culpritIsDLQ {
+				r := testRecord("r", culprit-1)
+				r.DeadLetter = true
+				frames[culprit-1] = AppendRecord(nil, &r)
+			}
+			if r := appendWait(t, b, frames); r.err != nil {
+				t.Fatal(r.err)
+			}
+			sink := newRejectingSink(tc.bad)
+			sink.hold = true
+			calls := 0
+			cfg := ShipperConfig{}
+			if tc.deadLetter {
+				cfg.DeadLetter = testDeadLetter(&calls)
+			}
+			s := startShipper(t, b, sink, cfg)
+			sink.waitHeld(t, n)
+			sink.mu.Lock()
+			sink.hold = false // from now on each send is answered alone
+			sink.mu.Unlock()
+			sink.flush()
+			drain(t, s)
+			s.Close()
+
+			sends, delivered := sink.snapshot()
+			// The batch, then every record again alone in WAL order; the
+			// culprit's dead letter right after the culprit.
+			want := span(1, n)
+			for i := uint64(1); i <= n; i++ {
+				want = append(want, i)
+				if i == culprit && tc.wantDLSend {
+					want = append(want, i)
+				}
+			}
+			if got := sentIndices(sends); !slices.Equal(got, want) {
+				t.Fatalf("sends %v, want %v", got, want)
+			}
+			var wantDelivered []uint64
+			for i := uint64(1); i <= n; i++ {
+				if i != culprit || tc.wantDropped == 0 {
+					wantDelivered = append(wantDelivered, i)
+				}
+			}
+			if got := sentIndices(delivered); !slices.Equal(got, wantDelivered) {
+				t.Fatalf("delivered %v, want %v", got, wantDelivered)
+			}
+			for _, d := range delivered {
+				if d.index == culprit && tc.wantDLQ {
+					if !d.deadLetter || !strings.Contains(d.value, "rejected by the sink") || !strings.HasSuffix(d.value, ":r/4") {
+						t.Errorf("culprit delivered as %+v, want a dead letter with the reason and the original value", d)
+					}
+				}
+			}
+			snap := b.Ledger().Snapshot()
+			if got := snap["dropped/"+ReasonRejectedBySink]; got != tc.wantDropped {
+				t.Errorf("dropped{%s} = %d, want %d", ReasonRejectedBySink, got, tc.wantDropped)
+			}
+			if r, a := b.Ledger().Balance(); r != a || snap["buffered"] != 0 {
+				t.Errorf("ledger: received %d, accounted for %d, buffered %d", r, a, snap["buffered"])
+			}
+			if tc.culpritIsDLQ && calls != 0 {
+				t.Errorf("DeadLetter called %d times for a record that was a dead letter already", calls)
+			}
+			if wantCount := map[bool]float64{true: 1}[tc.wantDLSend]; testutil.ToFloat64(s.deadLettered) != wantCount {
+				t.Errorf("sluice_ship_dead_lettered_total = %v, want %v", testutil.ToFloat64(s.deadLettered), wantCount)
+			}
+		})
+	}
+}
+
+// onlyFirstBatch rejects the first batch it is asked about (every record in
+// it), as a transient CORRUPT_MESSAGE would, and nothing after it.
+func onlyFirstBatch() func(*Record) bool {
+	var mu sync.Mutex
+	var seen map[string]bool
+	first := true
+	return func(r *Record) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		v := string(r.Value)
+		if first && seen[v] {
+			first = false // a record seen again: the first batch is over
+		}
+		seen[v] = true
+		return first
+	}
+}
+
+// resumingSink is a memSink that implements Resumer and logs sends, their
+// failures and resumes in order.
+type resumingSink struct {
+	*memSink
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *resumingSink) Send(index uint64, rec *Record, done func(uint64, error)) {
+	r.memSink.Send(index, rec, func(i uint64, err error) {
+		r.mu.Lock()
+		if err != nil {
+			r.events = append(r.events, fmt.Sprintf("fail %d", i))
+		} else {
+			r.events = append(r.events, fmt.Sprintf("ok %d", i))
+		}
+		r.mu.Unlock()
+		done(i, err)
+	})
+}
+
+func (r *resumingSink) Resume() {
+	r.mu.Lock()
+	r.events = append(r.events, "resume")
+	r.mu.Unlock()
+}
+
+// After failures the shipper resumes a Resumer sink once, when nothing is in
+// flight, right before the first re-send; never without a failure.
+func TestShipperResumesSinkAfterFailures(t *testing.T) {
+	b := openBuffer(t, Config{Dir: t.TempDir()})
+	mustAppend(t, b, "r", 0, 5)
+	sink := &resumingSink{memSink: newMemSink()}
+	sink.failAt[2] = 1
+	sink.failAt[4] = 1
+	s := startShipper(t, b, sink, ShipperConfig{})
+	drain(t, s)
+	mustAppend(t, b, "r", 5, 1)
+	drain(t, s)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	want := []string{"ok 1", "fail 2", "ok 3", "fail 4", "ok 5", "resume", "ok 2", "ok 4", "ok 6"}
+	if !slices.Equal(sink.events, want) {
+		t.Fatalf("events %v, want %v", sink.events, want)
+	}
+}
+
+// Records the sink withheld are sent again after the rewind, and say nothing
+// about the sink's health: no breaker failure, no error in the status.
+func TestShipperResendsWithheldRecords(t *testing.T) {
+	b := openBuffer(t, Config{Dir: t.TempDir()})
+	mustAppend(t, b, "r", 0, 50)
+	sink := newMemSink()
+	sink.failNext = 40
+	sink.failWith = fmt.Errorf("kafka sink: %w", ErrWithheld)
+	s := startShipper(t, b, sink, ShipperConfig{Breaker: BreakerConfig{MinFailures: 1, FailureRatio: 0.01, OpenFor: time.Hour}})
+	drain(t, s)
+	checkResends(t, sink, 50)
+	st := s.Status()
+	if st.Breaker != "closed" || st.LastError != nil || st.State != SinkUp {
+		t.Errorf("after withheld records: %+v, want a closed breaker, no error, up", st)
+	}
+	if got := testutil.ToFloat64(s.sendErrors); got != 0 {
+		t.Errorf("sluice_ship_errors_total = %v for withheld records, want 0", got)
 	}
 }

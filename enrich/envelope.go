@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/mileusna/useragent"
+
+	"github.com/sluice-gateway/sluice/buffer"
 )
 
 // Context is the enriched request context written into every envelope.
@@ -170,4 +172,13 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// DeadLetterRecord builds the dead-letter record for a record Kafka refused
+// for good (buffer.ShipperConfig.DeadLetter): the refused envelope becomes
+// the raw bytes, with the broker's reason, under the same id and time.
+func DeadLetterRecord(rec *buffer.Record, reason string) *buffer.Record {
+	val := appendDeadLetter(nil, uuid.UUID(rec.ID), time.UnixMilli(rec.TimeMs).UTC(),
+		&Invalid{Raw: rec.Value, Reason: reason}, &Context{})
+	return &buffer.Record{ID: rec.ID, TimeMs: rec.TimeMs, DeadLetter: true, Key: rec.Key, Value: val}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/mileusna/useragent"
+
+	"github.com/sluice-gateway/sluice/buffer"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -419,4 +421,25 @@ func TestRecordKey(t *testing.T) {
 	f(Event{UserID: "42"}, "42")
 	f(Event{}, fixedID.String())
 	f(Event{Type: "t", SentAt: "2024-06-01T12:30:14Z"}, fixedID.String())
+}
+
+// A record Kafka refused becomes a dead letter carrying its envelope and the
+// broker's reason, under the same id and time.
+func TestDeadLetterRecord(t *testing.T) {
+	rec := &buffer.Record{TimeMs: 1_700_000_000_123, Key: []byte("user-1"), Value: []byte(`{"id":"x","payload":{"type":"big"}}`)}
+	rec.ID[15] = 7
+	dl := DeadLetterRecord(rec, "MESSAGE_TOO_LARGE: the record is too large")
+	if !dl.DeadLetter || dl.ID != rec.ID || dl.TimeMs != rec.TimeMs || string(dl.Key) != "user-1" {
+		t.Fatalf("dead letter %+v does not keep the record's id, time and key", dl)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(dl.Value, &v); err != nil {
+		t.Fatalf("dead letter value is not JSON: %v: %s", err, dl.Value)
+	}
+	if v["reason"] != "MESSAGE_TOO_LARGE: the record is too large" || v["raw"] != string(rec.Value) {
+		t.Errorf("dead letter %v: want the reason and the refused envelope as raw", v)
+	}
+	if v["received_at"] != "2023-11-14T22:13:20.123Z" {
+		t.Errorf("received_at %v, want the record's time", v["received_at"])
+	}
 }

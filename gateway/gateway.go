@@ -105,11 +105,18 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
 	// Defaults 10s, 10s and 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// CORSOrigins are the origins whose pages may read answers: exact
+	// ("https://shop.example.com") or subdomain patterns
+	// ("https://*.example.com"). Empty or "*" allows any origin.
+	CORSOrigins []string
 	// Buffer is the write-ahead buffer's size limits; without Buffer.Used
 	// there are none (the buffer still refuses writes past its own limit).
 	Buffer BufferLimits
 	// Pprof serves /debug/pprof on the admin port. Default off.
 	Pprof bool
+	// Status names the sections of GET /status on the admin port, such as
+	// "sink" and "buffer"; "ready" and "admission" are the gateway's own.
+	Status map[string]StatusSource
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives the gateway's metrics and is served on /metrics. Required.
@@ -167,6 +174,7 @@ type Server struct {
 	log        *slog.Logger
 	pipeline   *enrich.Pipeline
 	retryAfter string
+	corsPolicy *corsPolicy
 
 	public  *fasthttp.Server
 	admin   *http.Server
@@ -187,12 +195,17 @@ func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
 	if cfg.Registry == nil {
 		return nil, errors.New("gateway: no metrics registry")
 	}
+	corsPolicy, err := parseCORSOrigins(cfg.CORSOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "gateway"),
 		pipeline:   p,
 		retryAfter: strconv.Itoa(max(1, int(cfg.RetryAfter.Round(time.Second)/time.Second))),
 		metrics:    newHTTPMetrics(cfg.Registry),
+		corsPolicy: corsPolicy,
 	}
 	if cfg.Buffer.Used != nil {
 		// The limits next to sluice_buffer_disk_bytes, for dashboards and
@@ -298,6 +311,7 @@ func (s *Server) adminMux() *http.ServeMux {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	mux.HandleFunc("GET /status", s.handleStatus)
 	if s.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

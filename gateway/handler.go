@@ -19,10 +19,10 @@ const routeBeacon = "/v1/beacon"
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	route := "other"
+	s.cors(ctx)
 	switch string(ctx.Path()) {
 	case routeBeacon:
 		route = routeBeacon
-		s.cors(ctx)
 		switch {
 		case ctx.IsPost():
 			s.handleBeacon(ctx)
@@ -37,42 +37,29 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		switch {
 		case ctx.IsGet() || ctx.IsHead():
 			s.handlePixel(ctx)
+			answerWithGIF(ctx)
+		case ctx.IsOptions():
+			s.preflight(ctx)
 		default:
-			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS")
 			ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+			answerWithGIF(ctx)
 		}
-		answerWithGIF(ctx)
 	default:
+		if ctx.IsOptions() {
+			// Preflights are answered on every path, so an SDK probing a
+			// route that does not exist gets a readable 404 afterwards.
+			s.preflight(ctx)
+			break
+		}
 		s.writeError(ctx, fasthttp.StatusNotFound, "not found", "no route "+string(ctx.Path()))
 	}
 	s.metrics.observe(route, ctx.Response.StatusCode(), time.Since(start))
 }
 
-// cors allows any origin for now, echoing it so credentialed requests work
-// (a bare * breaks JSON beacons sent with cookies).
-func (s *Server) cors(ctx *fasthttp.RequestCtx) {
-	origin := ctx.Request.Header.Peek("Origin")
-	if len(origin) == 0 {
-		return
-	}
-	h := &ctx.Response.Header
-	h.SetBytesV("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Add("Vary", "Origin")
-}
-
-func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Response.Header
-	h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
-	if req := ctx.Request.Header.Peek("Access-Control-Request-Headers"); len(req) > 0 {
-		h.SetBytesV("Access-Control-Allow-Headers", req)
-	}
-	h.Set("Access-Control-Max-Age", "86400")
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
 // beaconTypes are the media types a beacon body may have.
-var beaconTypes = []string{"application/json", "text/plain", "application/x-ndjson"}
+var beaconTypes = []string{"application/json", "text/plain", "application/x-ndjson",
+	"application/x-www-form-urlencoded", "multipart/form-data"}
 
 // mediaType is the Content-Type without parameters, lower-cased. The known
 // types come back as constants: no allocation on the hot path.
@@ -90,18 +77,26 @@ func mediaType(ct []byte) string {
 }
 
 func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
-	switch mt := mediaType(ctx.Request.Header.ContentType()); mt {
+	ct := ctx.Request.Header.ContentType()
+	var split func([]byte) ([][]byte, error)
+	switch mt := mediaType(ct); mt {
 	case "application/json", "text/plain", "application/x-ndjson", "":
+		split = splitBody
+	case "application/x-www-form-urlencoded":
+		split = urlencodedEvents
+	case "multipart/form-data":
+		split = func(b []byte) ([][]byte, error) { return multipartEvents(string(ct), b) }
 	default:
 		s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content type",
-			"got "+strconv.Quote(mt)+"; send application/json, text/plain or application/x-ndjson")
+			"got "+strconv.Quote(mt)+"; send application/json, text/plain, application/x-ndjson, "+
+				"application/x-www-form-urlencoded or multipart/form-data")
 		return
 	}
 	body, ok := s.readBody(ctx)
 	if !ok {
 		return
 	}
-	elems, err := splitBody(body)
+	elems, err := split(body)
 	if err != nil {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", err.Error())
 		return
@@ -122,22 +117,30 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	switch {
 	case len(ce) == 0 || bytes.EqualFold(ce, []byte("identity")):
 		return append([]byte(nil), ctx.PostBody()...), true
-	case bytes.EqualFold(ce, []byte("gzip")):
-		body, err := gunzipCapped(ctx.PostBody(), s.cfg.MaxBodyBytes)
-		switch {
-		case errors.Is(err, errDecompressedTooLarge):
-			s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body too large",
-				"the decompressed body exceeds "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
-			return nil, false
-		case err != nil:
-			s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", "gzip: "+err.Error())
-			return nil, false
-		}
-		return body, true
+	case bytes.EqualFold(ce, []byte("gzip")), bytes.EqualFold(ce, []byte("x-gzip")):
+		return s.decompressed(ctx, "gzip", gunzipCapped)
+	case bytes.EqualFold(ce, []byte("zstd")):
+		return s.decompressed(ctx, "zstd", unzstdCapped)
 	}
 	s.writeError(ctx, fasthttp.StatusUnsupportedMediaType, "unsupported content encoding",
-		"got "+strconv.Quote(string(ce))+"; send gzip or an uncompressed body")
+		"got "+strconv.Quote(string(ce))+"; send gzip, zstd or an uncompressed body")
 	return nil, false
+}
+
+// decompressed inflates the body with decode, capped at --max-body-bytes: a
+// decompression bomb gets 413 after allocating at most the cap.
+func (s *Server) decompressed(ctx *fasthttp.RequestCtx, name string, decode func([]byte, int) ([]byte, error)) ([]byte, bool) {
+	body, err := decode(ctx.PostBody(), s.cfg.MaxBodyBytes)
+	switch {
+	case errors.Is(err, errDecompressedTooLarge):
+		s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body too large",
+			"the decompressed body exceeds "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
+		return nil, false
+	case err != nil:
+		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable body", name+": "+err.Error())
+		return nil, false
+	}
+	return body, true
 }
 
 // outcome is what a request's events became.

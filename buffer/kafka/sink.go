@@ -4,6 +4,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,8 +47,17 @@ type Config struct {
 	ClientID string
 	// InstanceID identifies this gateway in HeaderInstance.
 	InstanceID string
-	// Linger is how long the producer waits to fill a batch. Default 5ms.
+	// Linger is how long the producer waits to fill a batch. Default 5ms; a
+	// negative value means no wait (zero already means the default).
 	Linger time.Duration
+	// BatchMaxBytes caps one producer batch before compression, like the
+	// brokers' max.message.bytes; a record larger than it cannot be sent.
+	// Default 1000012, Kafka's classic max.message.bytes.
+	BatchMaxBytes int32
+	// TLS, when set, encrypts the connections to the brokers (see TLSFiles).
+	TLS *tls.Config
+	// SASL authenticates to the brokers; the zero value means none.
+	SASL SASL
 	// MaxBufferedRecords bounds records the producer holds; keep it above the
 	// shipper's MaxInFlight so Send never blocks. Default 20000.
 	MaxBufferedRecords int
@@ -70,8 +80,14 @@ func (c *Config) setDefaults() {
 	if c.ClientID == "" {
 		c.ClientID = "sluice"
 	}
-	if c.Linger <= 0 {
+	switch {
+	case c.Linger == 0:
 		c.Linger = 5 * time.Millisecond
+	case c.Linger < 0:
+		c.Linger = 0
+	}
+	if c.BatchMaxBytes <= 0 {
+		c.BatchMaxBytes = DefaultBatchMaxBytes
 	}
 	if c.MaxBufferedRecords <= 0 {
 		c.MaxBufferedRecords = 20000
@@ -80,6 +96,10 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultBatchMaxBytes is Kafka's classic max.message.bytes (also
+// franz-go's default): batches no larger fit any topic left at its default.
+const DefaultBatchMaxBytes = 1000012
 
 // CompressionCodec maps a --kafka-compression value to franz-go's codec.
 func CompressionCodec(name string) (kgo.CompressionCodec, error) {
@@ -101,9 +121,11 @@ func CompressionCodec(name string) (kgo.CompressionCodec, error) {
 // Sink produces buffer records to Kafka: acks=all, idempotent, keyed records
 // partitioned like the Java client (murmur2), so other producers agree.
 type Sink struct {
-	cfg      Config
-	client   *kgo.Client
-	instance []byte // cfg.InstanceID, the header value every record shares
+	cfg        Config
+	client     *kgo.Client
+	instance   []byte            // cfg.InstanceID, the header value every record shares
+	partitions *partitionTracker // records in flight per partition, for the status page
+	fence      *sendFence        // holds records back after a failure, for per-key order
 }
 
 // New creates the producer. It does not wait for the brokers: the WAL holds
@@ -117,40 +139,56 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	opts := []kgo.Opt{
+	opts, err := connectionOpts(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	fence := newSendFence()
+	opts = append(opts,
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchCompression(codec),
 		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		// A nil hasher is Kafka's murmur2, the Java client's default.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		// franz-go's defaults already retry forever (no delivery timeout),
 		// which is what a WAL-backed producer wants: a record is never dropped
 		// because it waited too long.
-		kgo.WithLogger(kgoLogger{cfg.Logger.With("component", "kafka")}),
-	}
+		// The fence hears from franz-go's log when a batch failed: see sendFence.
+		kgo.WithLogger(fenceLogger{kgoLogger{cfg.Logger.With("component", "kafka")}, fence}),
+	)
 	if cfg.Registerer != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("sluice_kafka_client", kprom.Registerer(cfg.Registerer))))
 	}
+	partitions := newPartitionTracker()
+	opts = append(opts, kgo.WithHooks(partitions))
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	return &Sink{cfg: cfg, client: client, instance: []byte(cfg.InstanceID)}, nil
+	return &Sink{cfg: cfg, client: client, instance: []byte(cfg.InstanceID), partitions: partitions, fence: fence}, nil
 }
 
-// Send implements buffer.Sink.
+// Send implements buffer.Sink. done gets the produce error wrapped in its
+// buffer class (classifyProduceError): buffer.ErrRejected,
+// buffer.ErrMisconfigured, buffer.ErrWithheld or buffer.ErrRetriable.
 func (s *Sink) Send(index uint64, rec *buffer.Record, done func(uint64, error)) {
+	fence, ok := s.fence.admit()
+	if !ok {
+		done(index, buffer.ErrWithheld)
+		return
+	}
 	topic := s.cfg.Topic
 	if rec.DeadLetter {
 		topic = s.cfg.DLQTopic
 	}
 	// One allocation for the record, its headers and their variable values:
 	// the per-record allocations were a visible share of the gateway's CPU.
-	o := &outRecord{}
+	o := &outRecord{fence: fence}
 	const n = 36 // a UUID's canonical length
 	vals := appendUUID(o.buf[:0], uuid.UUID(rec.ID))
 	vals = strconv.AppendUint(vals, index, 10)
@@ -160,16 +198,48 @@ func (s *Sink) Send(index uint64, rec *buffer.Record, done func(uint64, error)) 
 		{Key: HeaderInstance, Value: s.instance},
 		{Key: HeaderWALIndex, Value: vals[n:]},
 	}
-	o.kr = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: o.headers[:]}
-	s.client.Produce(context.Background(), &o.kr, func(_ *kgo.Record, err error) { done(index, err) })
+	// The record's Context is o itself: franz-go cancels a batch not yet
+	// written when its first record's context is done (the fence), and
+	// hooks find o there without a lookup.
+	o.kr = kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: o.headers[:], Context: o}
+	s.client.Produce(context.Background(), &o.kr, func(_ *kgo.Record, err error) {
+		s.partitions.answered(o)
+		if err != nil && o.isCounted && !errors.Is(err, buffer.ErrWithheld) {
+			// It failed from a partition's buffer, which franz-go fails
+			// whole. A record failed before it was partitioned (too
+			// large) failed alone: the records after it may go on.
+			s.fence.raise()
+		}
+		done(index, classifyProduceError(err))
+	})
 }
 
+// Resume implements buffer.Resumer: the shipper has taken every failure in
+// and re-sends in WAL order from here.
+func (s *Sink) Resume() { s.fence.resume() }
+
 // outRecord is a record on its way to Kafka with room for its header values
-// (a 36-byte UUID and up to 20 digits of WAL index).
+// (a 36-byte UUID and up to 20 digits of WAL index). It is also the record's
+// context.Context, done when the sink's fence rises (see sendFence).
 type outRecord struct {
-	kr      kgo.Record
-	headers [4]kgo.RecordHeader
-	buf     [56]byte
+	kr        kgo.Record
+	headers   [4]kgo.RecordHeader
+	buf       [56]byte
+	fence     <-chan struct{} // closed when the fence rises
+	counted   topicPartition  // where partitionTracker counted it in flight
+	isCounted bool
+}
+
+func (o *outRecord) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (o *outRecord) Done() <-chan struct{}       { return o.fence }
+func (o *outRecord) Value(any) any               { return nil }
+func (o *outRecord) Err() error {
+	select {
+	case <-o.fence:
+		return buffer.ErrWithheld
+	default:
+		return nil
+	}
 }
 
 var schemaBytes = []byte(SchemaVersion)

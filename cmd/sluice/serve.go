@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +39,9 @@ type serveConfig struct {
 	ack                 string
 	ackTimeout          time.Duration
 	trustedProxies      string
+	corsOrigins         string
+	ipAnonymize         string
+	ipHashSaltFile      string
 	workers, intakeSize int
 
 	kafkaBrokers        string
@@ -45,6 +50,7 @@ type serveConfig struct {
 	compression         string
 	clientID            string
 	linger              time.Duration
+	kafka               kafkaFlags
 
 	bufferMaxBytes  byteSize
 	bufferSoftBytes byteSize // 0: 80 % of bufferMaxBytes
@@ -71,6 +77,9 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may read answers: https://shop.example.com or https://*.example.com (empty: any origin)")
+	fs.StringVar(&c.ipAnonymize, "ip-anonymize", "none", "what of the client address is recorded: none, truncate (IPv4 /24, IPv6 /48) or hash (HMAC-SHA-256 with --ip-hash-salt-file)")
+	fs.StringVar(&c.ipHashSaltFile, "ip-hash-salt-file", "", "file holding the secret salt (16 bytes or more) for --ip-anonymize=hash")
 	fs.IntVar(&c.workers, "workers", 0, "enrichment workers (0: one per core)")
 	fs.IntVar(&c.intakeSize, "intake-queue", 4096, "requests waiting for enrichment before new ones get 503")
 	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty starts the embedded development broker")
@@ -79,7 +88,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.dlqTopic, "dlq-topic", "beacons-invalid", "Kafka topic for events that failed validation")
 	fs.StringVar(&c.compression, "kafka-compression", "lz4", "producer compression: lz4, zstd (smaller, ~4x the CPU), snappy, gzip or none")
 	fs.StringVar(&c.clientID, "kafka-client-id", "sluice", "Kafka client id")
-	fs.DurationVar(&c.linger, "kafka-linger", 5*time.Millisecond, "how long the producer waits to fill a batch")
+	fs.DurationVar(&c.linger, "kafka-linger", 5*time.Millisecond, "how long the producer waits to fill a batch (0: no wait)")
+	c.kafka.register(fs)
 	c.bufferMaxBytes = 10 << 30
 	fs.Var(&c.bufferMaxBytes, "buffer-max-bytes", "hard limit of the write-ahead buffer on disk (e.g. 10GiB, 500MB); at it --buffer-when-full applies")
 	fs.Var(&c.bufferSoftBytes, "buffer-soft-bytes", "soft limit: past it clients that can retry get 503 + Retry-After while pixels and sendBeacon are still accepted (default 80% of --buffer-max-bytes)")
@@ -121,6 +131,10 @@ func (c *serveConfig) validate() error {
 	check(c.maxHeaderBytes >= 4096, "--max-header-bytes must be at least 4096, got %d", c.maxHeaderBytes)
 	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
 	check(err == nil, "--trusted-proxies: %v", err)
+	err = gateway.ValidateCORSOrigins(splitList(c.corsOrigins))
+	check(err == nil, "--cors-origins: %v", err)
+	_, err = c.ipAnonymizer()
+	check(err == nil, "%v", err)
 	check(c.workers >= 0, "--workers must not be negative")
 	check(c.intakeSize > 0, "--intake-queue must be positive")
 	check(c.topic != "" && c.dlqTopic != "", "--topic and --dlq-topic must not be empty")
@@ -143,7 +157,25 @@ func (c *serveConfig) validate() error {
 		_, _, err := net.SplitHostPort(b)
 		check(err == nil, "--kafka-brokers: %q is not host:port", b)
 	}
+	c.validateKafka(check)
 	return errors.Join(errs...)
+}
+
+// ipAnonymizer builds --ip-anonymize, reading the salt file for hash.
+func (c *serveConfig) ipAnonymizer() (enrich.IPAnonymizer, error) {
+	var salt []byte
+	if c.ipHashSaltFile != "" {
+		b, err := os.ReadFile(c.ipHashSaltFile)
+		if err != nil {
+			return enrich.IPAnonymizer{}, fmt.Errorf("--ip-hash-salt-file: %w", err)
+		}
+		salt = bytes.TrimSpace(b)
+	}
+	z, err := enrich.NewIPAnonymizer(c.ipAnonymize, salt)
+	if err != nil {
+		return z, fmt.Errorf("--ip-anonymize: %w", err)
+	}
+	return z, nil
 }
 
 // softBytes is --buffer-soft-bytes, defaulting to 80 % of the hard limit.
@@ -157,7 +189,15 @@ func (c *serveConfig) softBytes() int64 {
 // byteSize is a flag holding a size such as 10GiB, 500MB or 1048576.
 type byteSize int64
 
-func (b byteSize) String() string { return humanize.IBytes(uint64(b)) }
+// String is the size in binary units when they are exact (10 GiB), else in
+// bytes: a rounded "977 KiB" would misstate 1000012.
+func (b byteSize) String() string {
+	s := humanize.IBytes(uint64(b))
+	if n, err := humanize.ParseBytes(s); err != nil || n != uint64(b) {
+		return strconv.FormatInt(int64(b), 10)
+	}
+	return s
+}
 
 func (b *byteSize) Set(s string) error {
 	n, err := humanize.ParseBytes(s)
@@ -204,6 +244,7 @@ func serve(args []string) error {
 func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	ack, _ := gateway.ParseAckMode(c.ack)
 	proxies, _ := enrich.ParseTrustedProxies(c.trustedProxies)
+	anonymizer, _ := c.ipAnonymizer()
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -226,10 +267,11 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	var embedded *kafka.Embedded
 	if len(brokers) == 0 {
 		embedded, err = kafka.StartEmbedded(kafka.EmbeddedConfig{
-			DataDir: filepath.Join(c.dataDir, "kafka"),
-			Listen:  c.embeddedKafkaListen,
-			Topics:  []string{c.topic, c.dlqTopic},
-			Logger:  log,
+			DataDir:    filepath.Join(c.dataDir, "kafka"),
+			Listen:     c.embeddedKafkaListen,
+			Topics:     []string{c.topic, c.dlqTopic},
+			Partitions: int32(c.kafka.topicPartitions),
+			Logger:     log,
 		})
 		if err != nil {
 			buf.Close()
@@ -237,19 +279,33 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		}
 		brokers = embedded.Addrs()
 	}
-	sink, err := kafka.New(kafka.Config{
-		Brokers: brokers, Topic: c.topic, DLQTopic: c.dlqTopic, Compression: c.compression,
-		ClientID: c.clientID, InstanceID: instance, Linger: c.linger, Logger: log, Registerer: reg,
-	})
+	for _, w := range c.kafkaWarnings() {
+		log.Warn(w)
+	}
+	sinkCfg, err := c.sinkConfig(brokers, instance)
 	if err != nil {
 		closeAll(buf, embedded)
 		return err
 	}
+	sinkCfg.Logger, sinkCfg.Registerer = log, reg
+	sink, err := kafka.New(sinkCfg)
+	if err != nil {
+		closeAll(buf, embedded)
+		return err
+	}
+	if embedded == nil { // the embedded broker made its topics itself
+		if err := checkKafkaTopics(ctx, c, sink, log); err != nil {
+			sink.Close(context.Background()) // nothing was produced: nothing to flush
+			closeAll(buf, embedded)
+			return err
+		}
+	}
 	shipper := buffer.NewShipper(buf, sink, buffer.ShipperConfig{
 		CheckpointInterval: c.checkpointInterval, Logger: log, Registerer: reg,
+		DeadLetter: enrich.DeadLetterRecord,
 	})
 	pipeline := enrich.New(buf, enrich.Config{
-		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, Ledger: buf.Ledger(),
+		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, IP: anonymizer, Ledger: buf.Ledger(),
 		Logger: log, Registerer: reg,
 	})
 	whenFull, _ := gateway.ParseWhenFull(c.bufferWhenFull)
@@ -257,6 +313,11 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes, MaxEventBytes: c.maxEventBytes,
 		MaxBatchEvents: c.maxBatchEvents, MaxHeaderBytes: c.maxHeaderBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
+		CORSOrigins: splitList(c.corsOrigins),
+		Status: map[string]gateway.StatusSource{
+			"sink":   gateway.StatusFunc(func() any { return shipper.Status() }),
+			"buffer": gateway.StatusFunc(func() any { return shipper.BufferStatus() }),
+		},
 		Buffer: gateway.BufferLimits{
 			Used: buf.DiskBytes, Soft: c.softBytes(), Hard: int64(c.bufferMaxBytes), WhenFull: whenFull,
 		},
@@ -275,7 +336,8 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		closeAll(buf, embedded)
 		return err
 	}
-	log.Info("sluice is serving", "brokers", strings.Join(brokers, ","), "data_dir", c.dataDir)
+	log.Info("sluice is serving", "brokers", strings.Join(brokers, ","), "kafka_tls", sinkCfg.TLS != nil,
+		"kafka_sasl", sinkCfg.SASL, "data_dir", c.dataDir)
 
 	<-ctx.Done()
 	return shutdown(c, log, gw, pipeline, buf, shipper, sink, embedded)
