@@ -212,3 +212,37 @@ func flipLastByte(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// CatchUpRate paces reads from the WAL: a backlog starts with one burst
+// (50 ms worth, at least 256 records) and then waits for the rate. At half a
+// record per second the 257th read is two seconds away, so the count seen
+// right after the burst is exact.
+func TestShipperPacesCatchUp(t *testing.T) {
+	dir := t.TempDir()
+	b := openBuffer(t, Config{Dir: dir})
+	mustAppend(t, b, "r", 0, 1000)
+	b.Close()
+	b = openBuffer(t, Config{Dir: dir}) // nothing in memory: every record is read back
+	sink := newMemSink()
+	startShipper(t, b, sink, ShipperConfig{CatchUpRate: 0.5})
+	sink.waitSends(t, 256)
+	if n := len(sink.sent()); n != 256 {
+		t.Fatalf("%d records read back at once, want the burst of 256", n)
+	}
+}
+
+// Records handed over in memory while the shipper keeps up are never paced:
+// with a catch-up rate of one record a second, 2000 fresh records still
+// ship at once.
+func TestShipperDoesNotPaceLiveRecords(t *testing.T) {
+	b := openBuffer(t, Config{Dir: t.TempDir()})
+	sink := newMemSink()
+	s := startShipper(t, b, sink, ShipperConfig{CatchUpRate: 1})
+	for i := range 20 {
+		mustAppend(t, b, "live", i*100, 100)
+		drain(t, s)
+	}
+	if n := len(sink.deliveredIndices()); n != 2000 {
+		t.Fatalf("%d records delivered, want 2000", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
 )
 
 // Sink is where the shipper delivers records (Kafka in production).
@@ -50,6 +51,11 @@ type ShipperConfig struct {
 	// counted in the ledger as dropped with ReasonRejectedBySink. It runs on
 	// the shipper goroutine; rec's Key and Value are read-only WAL memory.
 	DeadLetter func(rec *Record, reason string) *Record
+	// CatchUpRate caps the records per second the shipper reads back from
+	// the WAL (after an outage, at start), so catching up cannot take the
+	// CPU live requests need; records handed over in memory while it keeps
+	// up are never paced. Zero means no cap.
+	CatchUpRate float64
 	// Breaker configures the circuit breaker that gates sending.
 	Breaker BreakerConfig
 	// DegradedAfter is how long records may wait in flight without any
@@ -120,6 +126,8 @@ type Shipper struct {
 
 	breaker     *breaker
 	breakerWake <-chan time.Time    // fires when an open breaker half-opens
+	pace        *rate.Limiter       // CatchUpRate; nil without one
+	paceWake    <-chan time.Time    // fires when the catch-up rate allows the next read
 	suspects    map[uint64]struct{} // rejected in company: to be sent alone
 	rerouted    map[uint64]string   // rejected alone: to be sent as a dead letter, with the reason
 	alone       uint64              // index of the record sent alone and not yet answered; 0 if none
@@ -192,6 +200,11 @@ func NewShipper(buf *Buffer, sink Sink, cfg ShipperConfig) *Shipper {
 		backoff:  cfg.RetryBackoff,
 	}
 	s.breaker = newBreaker(cfg.Breaker, s.log)
+	if cfg.CatchUpRate > 0 {
+		// A burst of 50 ms worth keeps reads batched without letting a
+		// catch-up take more than its share.
+		s.pace = rate.NewLimiter(rate.Limit(cfg.CatchUpRate), max(256, int(cfg.CatchUpRate/20)))
+	}
 	s.acked = buf.startIndex - 1
 	s.persisted = s.acked
 	s.next = s.acked + 1
@@ -290,6 +303,8 @@ func (s *Shipper) run() {
 			retry = nil
 		case <-s.breakerWake:
 			s.breakerWake = nil
+		case <-s.paceWake:
+			s.paceWake = nil
 		case now := <-healthTick.C:
 			s.checkSilence(now)
 		case <-checkpoint.C:
@@ -329,6 +344,9 @@ func (s *Shipper) fill() error {
 			return nil
 		}
 		frame, err := s.frameAt(s.next)
+		if errors.Is(err, errPaced) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -376,6 +394,15 @@ func (s *Shipper) frameAt(index uint64) ([]byte, error) {
 	if frame, ok := s.fromTail(index); ok {
 		return frame, nil
 	}
+	if s.pace != nil {
+		if r := s.pace.Reserve(); r.Delay() > 0 {
+			r.Cancel()
+			if s.paceWake == nil {
+				s.paceWake = time.After(max(r.Delay(), time.Millisecond))
+			}
+			return nil, errPaced
+		}
+	}
 	frame, err := s.buf.read(index)
 	if err != nil {
 		return nil, err
@@ -383,6 +410,9 @@ func (s *Shipper) frameAt(index uint64) ([]byte, error) {
 	s.walReads.Inc()
 	return frame, nil
 }
+
+// errPaced stops a fill that reached the catch-up rate; paceWake resumes it.
+var errPaced = errors.New("catch-up paced")
 
 func (s *Shipper) send(index uint64, rec *Record) {
 	if s.inFlight == 0 {

@@ -58,6 +58,7 @@ type serveConfig struct {
 	walLinger       time.Duration
 
 	checkpointInterval time.Duration
+	catchUpRate        float64
 	drainTimeout       time.Duration
 	shutdownDelay      time.Duration
 	logLevel           string
@@ -95,6 +96,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.bufferSoftBytes, "buffer-soft-bytes", "soft limit: past it clients that can retry get 503 + Retry-After while pixels and sendBeacon are still accepted (default 80% of --buffer-max-bytes)")
 	fs.StringVar(&c.bufferWhenFull, "buffer-when-full", "reject", "at the hard limit or on a full disk: reject (503 + Retry-After) or drop-newest (202, events dropped and counted)")
 	fs.DurationVar(&c.walLinger, "wal-linger", 200*time.Microsecond, "while the disk is busy, how long a group commit waits for more records (0: never; an idle writer never waits)")
+	fs.Float64Var(&c.catchUpRate, "ship-catchup-rate", 50000, "most records per second read back from the WAL to catch up after an outage, so catching up leaves CPU for live requests (0: no cap)")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "most often the shipped position is persisted; bounds duplicates after a crash")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, longest wait for the buffer to drain to Kafka (the rest ships on the next start)")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, time between /readyz failing and the listener closing (set ~5s behind a load balancer)")
@@ -148,6 +150,7 @@ func (c *serveConfig) validate() error {
 	check(err == nil, "--buffer-when-full: %v", err)
 	check(c.walLinger >= 0 && c.walLinger <= 10*time.Millisecond, "--wal-linger must be between 0 and 10ms, got %v", c.walLinger)
 	check(c.checkpointInterval > 0, "--checkpoint-interval must be positive")
+	check(c.catchUpRate >= 0, "--ship-catchup-rate must not be negative")
 	check(c.drainTimeout >= 0, "--drain-timeout must not be negative")
 	check(c.shutdownDelay >= 0, "--shutdown-delay must not be negative")
 	_, err = parseLevel(c.logLevel)
@@ -302,7 +305,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	}
 	shipper := buffer.NewShipper(buf, sink, buffer.ShipperConfig{
 		CheckpointInterval: c.checkpointInterval, Logger: log, Registerer: reg,
-		DeadLetter: enrich.DeadLetterRecord,
+		DeadLetter: enrich.DeadLetterRecord, CatchUpRate: c.catchUpRate,
 	})
 	pipeline := enrich.New(buf, enrich.Config{
 		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, IP: anonymizer, Ledger: buf.Ledger(),
