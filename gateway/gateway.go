@@ -105,6 +105,9 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
 	// Defaults 10s, 10s and 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// WriteKeys, when set, must hold the key of every beacon and pixel; the
+	// key's source name goes into the envelope. Nil checks nothing.
+	WriteKeys WriteKeys
 	// CORSOrigins are the origins whose pages may read answers: exact
 	// ("https://shop.example.com") or subdomain patterns
 	// ("https://*.example.com"). Empty or "*" allows any origin.

@@ -77,6 +77,10 @@ func mediaType(ct []byte) string {
 }
 
 func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
+	source, ok := s.authenticate(ctx)
+	if !ok {
+		return
+	}
 	ct := ctx.Request.Header.ContentType()
 	var split func([]byte) ([][]byte, error)
 	switch mt := mediaType(ct); mt {
@@ -106,7 +110,7 @@ func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
 			strconv.Itoa(len(elems))+" events in one request; the limit is "+strconv.Itoa(s.cfg.MaxBatchEvents))
 		return
 	}
-	s.accept(ctx, elems, fireAndForget(ctx), s.respondJSON)
+	s.accept(ctx, elems, fireAndForget(ctx), source, s.respondJSON)
 }
 
 // readBody returns the request body, decompressed if it is gzip, as a copy:
@@ -151,8 +155,10 @@ type outcome struct {
 // accept validates the elements of a request, submits them as one batch,
 // waits for the WAL when the ack mode says so, and answers with respond (or
 // an error through writeError).
-func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, fireAndForget bool, respond func(*fasthttp.RequestCtx, outcome)) {
+func (s *Server) accept(ctx *fasthttp.RequestCtx, elems [][]byte, fireAndForget bool, source string,
+	respond func(*fasthttp.RequestCtx, outcome)) {
 	b := &enrich.Batch{Meta: s.meta(ctx)}
+	b.Meta.Source = source
 	for _, raw := range elems {
 		if len(raw) > s.cfg.MaxEventBytes {
 			b.Invalid = append(b.Invalid, enrich.Invalid{Raw: raw, Reason: "event is " + strconv.Itoa(len(raw)) +

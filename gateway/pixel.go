@@ -28,13 +28,20 @@ func (s *Server) handlePixel(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
+	source, ok := s.authenticate(ctx)
+	if !ok {
+		return // answerWithGIF still makes the 401 an image
+	}
+	if s.cfg.WriteKeys != nil {
+		ctx.QueryArgs().Del("key") // a credential, not a field of the event
+	}
 	event, err := pixelEvent(ctx.QueryArgs())
 	if err != nil {
 		s.writeError(ctx, fasthttp.StatusBadRequest, "unparseable pixel", err.Error())
 		return
 	}
 	// An image request cannot read its answer: it is always fire-and-forget.
-	s.accept(ctx, [][]byte{event}, true, func(ctx *fasthttp.RequestCtx, _ outcome) {
+	s.accept(ctx, [][]byte{event}, true, source, func(ctx *fasthttp.RequestCtx, _ outcome) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 	})
 }

@@ -40,6 +40,7 @@ type serveConfig struct {
 	ackTimeout          time.Duration
 	trustedProxies      string
 	corsOrigins         string
+	writeKeys           string
 	ipAnonymize         string
 	ipHashSaltFile      string
 	workers, intakeSize int
@@ -78,6 +79,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.writeKeys, "write-keys", "", `file of "key source-name" lines; when set, every beacon and pixel needs a known key (Basic auth user, X-Write-Key or ?key=) and its source is recorded`)
 	fs.StringVar(&c.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may read answers: https://shop.example.com or https://*.example.com (empty: any origin)")
 	fs.StringVar(&c.ipAnonymize, "ip-anonymize", "none", "what of the client address is recorded: none, truncate (IPv4 /24, IPv6 /48) or hash (HMAC-SHA-256 with --ip-hash-salt-file)")
 	fs.StringVar(&c.ipHashSaltFile, "ip-hash-salt-file", "", "file holding the secret salt (16 bytes or more) for --ip-anonymize=hash")
@@ -133,6 +135,10 @@ func (c *serveConfig) validate() error {
 	check(c.maxHeaderBytes >= 4096, "--max-header-bytes must be at least 4096, got %d", c.maxHeaderBytes)
 	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
 	check(err == nil, "--trusted-proxies: %v", err)
+	if c.writeKeys != "" {
+		_, err = gateway.LoadWriteKeys(c.writeKeys)
+		check(err == nil, "--write-keys: %v", err)
+	}
 	err = gateway.ValidateCORSOrigins(splitList(c.corsOrigins))
 	check(err == nil, "--cors-origins: %v", err)
 	_, err = c.ipAnonymizer()
@@ -248,6 +254,13 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	ack, _ := gateway.ParseAckMode(c.ack)
 	proxies, _ := enrich.ParseTrustedProxies(c.trustedProxies)
 	anonymizer, _ := c.ipAnonymizer()
+	var writeKeys gateway.WriteKeys
+	if c.writeKeys != "" {
+		var err error
+		if writeKeys, err = gateway.LoadWriteKeys(c.writeKeys); err != nil {
+			return err // changed since validation
+		}
+	}
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -316,7 +329,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		Listen: c.listen, AdminListen: c.adminListen, MaxBodyBytes: c.maxBodyBytes, MaxEventBytes: c.maxEventBytes,
 		MaxBatchEvents: c.maxBatchEvents, MaxHeaderBytes: c.maxHeaderBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
-		CORSOrigins: splitList(c.corsOrigins),
+		CORSOrigins: splitList(c.corsOrigins), WriteKeys: writeKeys,
 		Status: map[string]gateway.StatusSource{
 			"sink":   gateway.StatusFunc(func() any { return shipper.Status() }),
 			"buffer": gateway.StatusFunc(func() any { return shipper.BufferStatus() }),
