@@ -105,6 +105,8 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
 	// Defaults 10s, 10s and 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// RateLimit limits requests per client IP (429 + Retry-After).
+	RateLimit RateLimit
 	// WriteKeys, when set, must hold the key of every beacon and pixel; the
 	// key's source name goes into the envelope. Nil checks nothing.
 	WriteKeys WriteKeys
@@ -178,6 +180,7 @@ type Server struct {
 	pipeline   *enrich.Pipeline
 	retryAfter string
 	corsPolicy *corsPolicy
+	limiter    *rateLimiter // nil without a rate limit
 
 	public  *fasthttp.Server
 	admin   *http.Server
@@ -209,6 +212,7 @@ func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
 		retryAfter: strconv.Itoa(max(1, int(cfg.RetryAfter.Round(time.Second)/time.Second))),
 		metrics:    newHTTPMetrics(cfg.Registry),
 		corsPolicy: corsPolicy,
+		limiter:    newRateLimiter(cfg.RateLimit),
 	}
 	if cfg.Buffer.Used != nil {
 		// The limits next to sluice_buffer_disk_bytes, for dashboards and

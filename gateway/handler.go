@@ -77,6 +77,9 @@ func mediaType(ct []byte) string {
 }
 
 func (s *Server) handleBeacon(ctx *fasthttp.RequestCtx) {
+	if s.rateLimited(ctx) {
+		return
+	}
 	source, ok := s.authenticate(ctx)
 	if !ok {
 		return

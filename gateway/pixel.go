@@ -28,6 +28,9 @@ func (s *Server) handlePixel(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
+	if s.rateLimited(ctx) {
+		return // answerWithGIF still makes the 429 an image
+	}
 	source, ok := s.authenticate(ctx)
 	if !ok {
 		return // answerWithGIF still makes the 401 an image

@@ -75,6 +75,8 @@ func TestServeConfigValidation(t *testing.T) {
 		{[]string{"--buffer-when-full=panic"}, `--buffer-when-full: unknown policy "panic"`},
 		{[]string{"--wal-linger=1s"}, "--wal-linger must be between 0 and 10ms"},
 		{[]string{"--ship-catchup-rate=-1"}, "--ship-catchup-rate must not be negative"},
+		{[]string{"--rate-limit=-5"}, "--rate-limit must not be negative"},
+		{[]string{"--rate-limit-burst=-1"}, "--rate-limit-burst must not be negative"},
 		{[]string{"--write-keys=/nonexistent/keys"}, "--write-keys: write keys: open /nonexistent/keys"},
 		{[]string{"--workers=-1"}, "--workers must not be negative"},
 		{[]string{"--intake-queue=0"}, "--intake-queue must be positive"},

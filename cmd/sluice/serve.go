@@ -41,6 +41,8 @@ type serveConfig struct {
 	trustedProxies      string
 	corsOrigins         string
 	writeKeys           string
+	rateLimit           float64
+	rateBurst           int
 	ipAnonymize         string
 	ipHashSaltFile      string
 	workers, intakeSize int
@@ -79,6 +81,8 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (beacons and pixels), over it 429 + Retry-After (0: no limit)")
+	fs.IntVar(&c.rateBurst, "rate-limit-burst", 0, "requests a client may send at once above --rate-limit (0: twice the rate, at least 10)")
 	fs.StringVar(&c.writeKeys, "write-keys", "", `file of "key source-name" lines; when set, every beacon and pixel needs a known key (Basic auth user, X-Write-Key or ?key=) and its source is recorded`)
 	fs.StringVar(&c.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may read answers: https://shop.example.com or https://*.example.com (empty: any origin)")
 	fs.StringVar(&c.ipAnonymize, "ip-anonymize", "none", "what of the client address is recorded: none, truncate (IPv4 /24, IPv6 /48) or hash (HMAC-SHA-256 with --ip-hash-salt-file)")
@@ -135,6 +139,8 @@ func (c *serveConfig) validate() error {
 	check(c.maxHeaderBytes >= 4096, "--max-header-bytes must be at least 4096, got %d", c.maxHeaderBytes)
 	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
 	check(err == nil, "--trusted-proxies: %v", err)
+	check(c.rateLimit >= 0, "--rate-limit must not be negative")
+	check(c.rateBurst >= 0, "--rate-limit-burst must not be negative")
 	if c.writeKeys != "" {
 		_, err = gateway.LoadWriteKeys(c.writeKeys)
 		check(err == nil, "--write-keys: %v", err)
@@ -330,6 +336,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		MaxBatchEvents: c.maxBatchEvents, MaxHeaderBytes: c.maxHeaderBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
 		CORSOrigins: splitList(c.corsOrigins), WriteKeys: writeKeys,
+		RateLimit: gateway.RateLimit{PerSecond: c.rateLimit, Burst: c.rateBurst, Proxies: proxies},
 		Status: map[string]gateway.StatusSource{
 			"sink":   gateway.StatusFunc(func() any { return shipper.Status() }),
 			"buffer": gateway.StatusFunc(func() any { return shipper.BufferStatus() }),
