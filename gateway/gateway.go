@@ -105,6 +105,12 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout guard the public connections.
 	// Defaults 10s, 10s and 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConns caps open public connections; past it new ones are refused.
+	// Default 262144 (fasthttp's).
+	MaxConns int
+	// MaxConnsPerIP caps a peer address's connections (the peer: behind a
+	// load balancer that is the balancer). Zero means no cap.
+	MaxConnsPerIP int
 	// RateLimit limits requests per client IP (429 + Retry-After).
 	RateLimit RateLimit
 	// WriteKeys, when set, must hold the key of every beacon and pixel; the
@@ -235,11 +241,15 @@ func New(cfg Config, p *enrich.Pipeline) (*Server, error) {
 		ReadBufferSize:     cfg.MaxHeaderBytes,
 		// Never echo request bytes (cookies, keys) in error details or logs.
 		SecureErrorLogMessage: true,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{s.log},
+		// A slowloris client must finish its request line, headers and
+		// body within ReadTimeout, or its connection is closed.
+		ReadTimeout:     cfg.ReadTimeout,
+		Concurrency:     cfg.MaxConns,
+		MaxConnsPerIP:   cfg.MaxConnsPerIP,
+		WriteTimeout:    cfg.WriteTimeout,
+		IdleTimeout:     cfg.IdleTimeout,
+		CloseOnShutdown: true,
+		Logger:          fasthttpLogger{s.log},
 	}
 	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 	return s, nil

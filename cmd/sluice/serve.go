@@ -42,6 +42,11 @@ type serveConfig struct {
 	corsOrigins         string
 	writeKeys           string
 	rateLimit           float64
+	readTimeout         time.Duration
+	writeTimeout        time.Duration
+	idleTimeout         time.Duration
+	maxConns            int
+	maxConnsPerIP       int
 	rateBurst           int
 	ipAnonymize         string
 	ipHashSaltFile      string
@@ -81,6 +86,11 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.ack, "ack", "disk", "when a client gets its 2xx: disk (after fsync) or enqueue (after validation; a crash can lose the last milliseconds)")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 10*time.Second, "longest a request waits for its WAL write before it gets 503")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.DurationVar(&c.readTimeout, "read-timeout", 10*time.Second, "longest a client may take to send a whole request, headers and body (slow clients are cut off)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest writing an answer may take")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&c.maxConns, "max-conns", 262144, "most open public connections; more are refused")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "most connections from one peer address (0: no cap; behind a load balancer the peer is the balancer)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "requests per second allowed per client IP (beacons and pixels), over it 429 + Retry-After (0: no limit)")
 	fs.IntVar(&c.rateBurst, "rate-limit-burst", 0, "requests a client may send at once above --rate-limit (0: twice the rate, at least 10)")
 	fs.StringVar(&c.writeKeys, "write-keys", "", `file of "key source-name" lines; when set, every beacon and pixel needs a known key (Basic auth user, X-Write-Key or ?key=) and its source is recorded`)
@@ -140,6 +150,9 @@ func (c *serveConfig) validate() error {
 	_, err = enrich.ParseTrustedProxies(c.trustedProxies)
 	check(err == nil, "--trusted-proxies: %v", err)
 	check(c.rateLimit >= 0, "--rate-limit must not be negative")
+	check(c.readTimeout > 0 && c.writeTimeout > 0 && c.idleTimeout > 0, "--read-timeout, --write-timeout and --idle-timeout must be positive")
+	check(c.maxConns > 0, "--max-conns must be positive")
+	check(c.maxConnsPerIP >= 0, "--max-conns-per-ip must not be negative")
 	check(c.rateBurst >= 0, "--rate-limit-burst must not be negative")
 	if c.writeKeys != "" {
 		_, err = gateway.LoadWriteKeys(c.writeKeys)
@@ -336,7 +349,9 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		MaxBatchEvents: c.maxBatchEvents, MaxHeaderBytes: c.maxHeaderBytes,
 		Ack: ack, AckTimeout: c.ackTimeout, Pprof: c.pprof, Logger: log, Registry: reg,
 		CORSOrigins: splitList(c.corsOrigins), WriteKeys: writeKeys,
-		RateLimit: gateway.RateLimit{PerSecond: c.rateLimit, Burst: c.rateBurst, Proxies: proxies},
+		RateLimit:   gateway.RateLimit{PerSecond: c.rateLimit, Burst: c.rateBurst, Proxies: proxies},
+		ReadTimeout: c.readTimeout, WriteTimeout: c.writeTimeout, IdleTimeout: c.idleTimeout,
+		MaxConns: c.maxConns, MaxConnsPerIP: c.maxConnsPerIP,
 		Status: map[string]gateway.StatusSource{
 			"sink":   gateway.StatusFunc(func() any { return shipper.Status() }),
 			"buffer": gateway.StatusFunc(func() any { return shipper.BufferStatus() }),
