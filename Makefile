@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/sluice
 PKGS    := ./...
 
-.PHONY: bench-backlog all build run test test-short vet fmt fuzz k6 loadtest bench clean
+.PHONY: browser-deps bench-backlog all build run test test-short vet fmt fuzz k6 loadtest bench clean
 
 all: build
 
@@ -36,6 +36,16 @@ fuzz:
 	$(GO) test ./gateway -run='^$$' -fuzz=FuzzMultipartEvents -fuzztime=$(FUZZTIME)
 	$(GO) test ./enrich -run='^$$' -fuzz=FuzzValidate -fuzztime=$(FUZZTIME)
 	$(GO) test ./buffer -run='^$$' -fuzz=FuzzRecover -fuzztime=$(FUZZTIME)
+
+# Debian's Chromium for the browser end-to-end test (gateway TestBrowserTransports,
+# which is skipped without it outside CI). .ci/run calls this before make test.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+	@chromium --version
 
 # k6, pinned, built from source with go install into ./bin (about 2 minutes the first time).
 K6_VERSION ?= v1.8.1
