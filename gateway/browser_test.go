@@ -8,19 +8,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/sluice-gateway/sluice/buffer"
-	"github.com/sluice-gateway/sluice/buffer/kafka"
-	"github.com/sluice-gateway/sluice/enrich"
-	"github.com/sluice-gateway/sluice/gateway"
 )
 
 // browserPage sends one event by each browser transport, from a page on
@@ -64,37 +57,9 @@ func TestBrowserTransports(t *testing.T) {
 		t.Skip("browser test")
 	}
 	exe := chromium(t)
-	dir := t.TempDir()
-	reg := prometheus.NewRegistry()
-	emb, err := kafka.StartEmbedded(kafka.EmbeddedConfig{
-		DataDir: filepath.Join(dir, "kafka"), Listen: "127.0.0.1:0", Topics: []string{"beacons", "beacons-invalid"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	buf, err := buffer.Open(buffer.Config{Dir: filepath.Join(dir, "wal"), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	sink, err := kafka.New(kafka.Config{Brokers: emb.Addrs(), InstanceID: "browser", Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close(context.Background())
-	ship := buffer.NewShipper(buf, sink, buffer.ShipperConfig{Registerer: reg})
-	defer ship.Close()
-	pipe := enrich.New(buf, enrich.Config{Registerer: reg})
-	defer pipe.Close()
-	gw, err := gateway.New(gateway.Config{Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Registry: reg}, pipe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close(context.Background())
+	st := startStack(t, "browser")
+	defer st.close(t)
+	gw, emb := st.gw, st.emb
 
 	run := fmt.Sprintf("run-%d", time.Now().UnixNano())
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // another port: another origin

@@ -33,32 +33,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	dir := t.TempDir()
-	reg := prometheus.NewRegistry()
-	emb, err := kafka.StartEmbedded(kafka.EmbeddedConfig{
-		DataDir: filepath.Join(dir, "kafka"), Listen: "127.0.0.1:0", Topics: []string{"beacons", "beacons-invalid"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	buf, err := buffer.Open(buffer.Config{Dir: filepath.Join(dir, "wal"), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, err := kafka.New(kafka.Config{Brokers: emb.Addrs(), InstanceID: "e2e", Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ship := buffer.NewShipper(buf, sink, buffer.ShipperConfig{Registerer: reg})
-	pipe := enrich.New(buf, enrich.Config{Registerer: reg})
-	gw, err := gateway.New(gateway.Config{Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Registry: reg}, pipe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
+	st := startStack(t, "e2e")
+	gw, emb := st.gw, st.emb
 
 	// Connection c sends events c, c+conns, c+2*conns, ... cycling through
 	// the three body shapes.
@@ -86,25 +62,71 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	// The shutdown sequence of cmd/sluice, in order.
+	st.close(t)
+}
+
+// stack is the whole gateway in one process, wired as cmd/sluice wires it,
+// shipping to an embedded kfake.
+type stack struct {
+	emb  *kafka.Embedded
+	buf  *buffer.Buffer
+	sink *kafka.Sink
+	ship *buffer.Shipper
+	pipe *enrich.Pipeline
+	gw   *gateway.Server
+}
+
+func startStack(t *testing.T, instance string) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	st := &stack{}
+	var err error
+	st.emb, err = kafka.StartEmbedded(kafka.EmbeddedConfig{
+		DataDir: filepath.Join(dir, "kafka"), Listen: "127.0.0.1:0", Topics: []string{"beacons", "beacons-invalid"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.emb.Close)
+	if st.buf, err = buffer.Open(buffer.Config{Dir: filepath.Join(dir, "wal"), Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if st.sink, err = kafka.New(kafka.Config{Brokers: st.emb.Addrs(), InstanceID: instance, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	st.ship = buffer.NewShipper(st.buf, st.sink, buffer.ShipperConfig{Registerer: reg})
+	st.pipe = enrich.New(st.buf, enrich.Config{Registerer: reg})
+	if st.gw, err = gateway.New(gateway.Config{Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Registry: reg}, st.pipe); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// close runs the shutdown sequence of cmd/sluice, in order.
+func (st *stack) close(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := gw.Shutdown(ctx); err != nil {
+	if err := st.gw.Shutdown(ctx); err != nil {
 		t.Error(err)
 	}
-	pipe.Close()
-	buf.StopWrites()
-	if err := ship.Drain(ctx); err != nil {
+	st.pipe.Close()
+	st.buf.StopWrites()
+	if err := st.ship.Drain(ctx); err != nil {
 		t.Error(err)
 	}
-	ship.Close()
-	if err := sink.Close(ctx); err != nil {
+	st.ship.Close()
+	if err := st.sink.Close(ctx); err != nil {
 		t.Error(err)
 	}
-	if err := buf.Close(); err != nil {
+	if err := st.buf.Close(); err != nil {
 		t.Error(err)
 	}
-	if err := gw.Close(ctx); err != nil {
+	if err := st.gw.Close(ctx); err != nil {
 		t.Error(err)
 	}
 }
