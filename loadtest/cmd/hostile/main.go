@@ -32,18 +32,19 @@ func main() {
 	rate := flag.Float64("rate", 2000, "normal clients' requests per second (single events)")
 	window := flag.Duration("duration", 10*time.Second, "each measured window")
 	slowloris := flag.Int("slowloris", 500, "slowloris connections held during the hostile window")
+	attackRate := flag.Float64("attack-rate", 10, "requests per second of each attack (bomb, deep JSON, huge header); 0: as fast as they are answered")
 	flag.Parse()
 	if host, _, err := net.SplitHostPort(*addr); err != nil || (host != "127.0.0.1" && host != "localhost") {
 		fmt.Fprintln(os.Stderr, "hostile: -addr must be a 127.0.0.1 address")
 		os.Exit(2)
 	}
-	if err := run(*addr, *loadgen, *rate, *window, *slowloris); err != nil {
+	if err := run(*addr, *loadgen, *rate, *window, *slowloris, *attackRate); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, loadgen string, rate float64, window time.Duration, slowloris int) error {
+func run(addr, loadgen string, rate float64, window time.Duration, slowloris int, attackRate float64) error {
 	bomb, err := gzipBomb(50 << 20)
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func run(addr, loadgen string, rate float64, window time.Duration, slowloris int
 		return fmt.Errorf("calm window: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	h := &hostiles{}
+	h := &hostiles{rate: attackRate}
 	var wg sync.WaitGroup
 	for range slowloris {
 		wg.Add(1)
@@ -65,10 +66,8 @@ func run(addr, loadgen string, rate float64, window time.Duration, slowloris int
 		func(ctx context.Context, a string) { h.repeat(ctx, a, "deep", jsonRequest(deep)) },
 		func(ctx context.Context, a string) { h.repeat(ctx, a, "header", hugeHeaderRequest(1<<20)) },
 	} {
-		for range 2 {
-			wg.Add(1)
-			go func() { defer wg.Done(); attack(ctx, addr) }()
-		}
+		wg.Add(1)
+		go func() { defer wg.Done(); attack(ctx, addr) }()
 	}
 	hostile, err := measure(addr, loadgen, rate, window)
 	stop()
@@ -113,6 +112,7 @@ func measure(addr, loadgen string, rate float64, window time.Duration) (*loadgen
 }
 
 type hostiles struct {
+	rate     float64 // requests per second of each attack; 0: back to back
 	mu       sync.Mutex
 	statuses map[string]int // "bomb 413" → count
 	held     atomic.Int64   // slowloris connections the server closed
@@ -139,7 +139,20 @@ func (h *hostiles) summary() string {
 
 // repeat sends req on fresh connections until ctx ends, counting answers.
 func (h *hostiles) repeat(ctx context.Context, addr, kind string, req []byte) {
+	var tick <-chan time.Time
+	if h.rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / h.rate))
+		defer t.Stop()
+		tick = t.C
+	}
 	for ctx.Err() == nil {
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick:
+			}
+		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			h.count(kind, "dial error")
