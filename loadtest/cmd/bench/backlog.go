@@ -228,10 +228,8 @@ func runBacklog(ctx context.Context, env *scenarioEnv, cfg backlogConfig, extra,
 	rel := func(t time.Time) float64 { return round3(t.Sub(start).Seconds()) }
 
 	var (
-		mu       sync.Mutex
-		phase    = "before"
-		stopSamp = make(chan struct{})
-		sampWG   sync.WaitGroup
+		mu    sync.Mutex
+		phase = "before"
 	)
 	setPhase := func(name string) { mu.Lock(); phase = name; mu.Unlock() }
 	// check records one scrape's ledger.
@@ -249,52 +247,33 @@ func runBacklog(ctx context.Context, env *scenarioEnv, cfg backlogConfig, extra,
 		}
 		return l
 	}
-	sampWG.Add(1)
-	go func() {
-		defer sampWG.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		prev := takeCPU(p.pid, 0)
-		for {
-			select {
-			case <-stopSamp:
-				return
-			case <-tick.C:
-			}
-			now := time.Now()
-			mu.Lock()
-			s := backlogSample{T: rel(now), Phase: phase}
-			mu.Unlock()
-			snap := takeCPU(p.pid, 0)
-			if snap.serverErr == nil && prev.serverErr == nil {
-				u := cpuBetween(prev, snap)
-				s.SluiceCores, s.HarnessCores, s.HostCores, s.HasCPU = u.ServerCores, u.HarnessCores, u.HostCores, true
-			}
-			prev = snap
-			if mem, err := procstat.Memory(p.pid); err == nil {
-				s.RSSMiB, s.AnonMiB, s.FileMiB, s.HWMMiB = mib(mem.VmRSS), mib(mem.RssAnon), mib(mem.RssFile), mib(mem.VmHWM)
-			}
-			if m, err := scrape(ctx, p.admin); err == nil {
-				s.Up = true
-				s.Backlog = m.Sum("sluice_buffer_backlog_records")
-				s.DiskBytes = m.Sum("sluice_buffer_disk_bytes")
-				s.HeapMiB = mib(m.Sum("go_memstats_heap_inuse_bytes"))
-				s.GoSysMiB = mib(m.Sum("go_memstats_sys_bytes"))
-				s.Ledger = check(now, m)
-			}
-			mu.Lock()
-			res.Samples = append(res.Samples, s)
-			mu.Unlock()
+	prev := takeCPU(p.pid, 0)
+	stopSampling := everySecond(func() {
+		now := time.Now()
+		mu.Lock()
+		s := backlogSample{T: rel(now), Phase: phase}
+		mu.Unlock()
+		snap := takeCPU(p.pid, 0)
+		if snap.serverErr == nil && prev.serverErr == nil {
+			u := cpuBetween(prev, snap)
+			s.SluiceCores, s.HarnessCores, s.HostCores, s.HasCPU = u.ServerCores, u.HarnessCores, u.HostCores, true
 		}
-	}()
-	stopSampling := func() {
-		select {
-		case <-stopSamp:
-		default:
-			close(stopSamp)
+		prev = snap
+		if mem, err := procstat.Memory(p.pid); err == nil {
+			s.RSSMiB, s.AnonMiB, s.FileMiB, s.HWMMiB = mib(mem.VmRSS), mib(mem.RssAnon), mib(mem.RssFile), mib(mem.VmHWM)
 		}
-		sampWG.Wait()
-	}
+		if m, err := scrape(ctx, p.admin); err == nil {
+			s.Up = true
+			s.Backlog = m.Sum("sluice_buffer_backlog_records")
+			s.DiskBytes = m.Sum("sluice_buffer_disk_bytes")
+			s.HeapMiB = mib(m.Sum("go_memstats_heap_inuse_bytes"))
+			s.GoSysMiB = mib(m.Sum("go_memstats_sys_bytes"))
+			s.Ledger = check(now, m)
+		}
+		mu.Lock()
+		res.Samples = append(res.Samples, s)
+		mu.Unlock()
+	})
 	defer stopSampling()
 	addPhase := func(name string, from, to time.Time) {
 		mu.Lock()

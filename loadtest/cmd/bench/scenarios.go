@@ -145,59 +145,39 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 		return res, err
 	}
 	var (
-		mu       sync.Mutex
-		cur      = first
-		procs    = []*sluiceProc{first}
-		samples  []sluiceSample
-		walls    []window // wall-clock fault windows, as unix seconds
-		stopSamp = make(chan struct{})
-		sampWG   sync.WaitGroup
+		mu      sync.Mutex
+		cur     = first
+		procs   = []*sluiceProc{first}
+		samples []sluiceSample
+		walls   []window // wall-clock fault windows, as unix seconds
 	)
 	current := func() *sluiceProc { mu.Lock(); defer mu.Unlock(); return cur }
-	sampWG.Add(1)
-	go func() { // one scrape a second until the scenario is over
-		defer sampWG.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		var prev cpuSnap // CPU: Sluice (as "server"), bench itself and the host
-		prevPID := 0
-		for {
-			select {
-			case <-stopSamp:
-				return
-			case <-tick.C:
-			}
-			p := current()
-			s := sluiceSample{wall: time.Now()}
-			snap := takeCPU(p.pid, 0)
-			if prevPID == p.pid && snap.serverErr == nil && prev.serverErr == nil {
-				u := cpuBetween(prev, snap)
-				s.SluiceCores, s.HarnessCores, s.HostCores, s.HasCPU = u.ServerCores, u.HarnessCores, u.HostCores, true
-			}
-			prev, prevPID = snap, p.pid
-			if m, err := scrape(ctx, p.admin); err == nil {
-				s.Up = true
-				s.Backlog = m.Sum("sluice_buffer_backlog_records")
-				s.Accepted = m.Get("sluice_events_total", `outcome="accepted"`)
-				s.Shipped = m.Sum("sluice_shipped_records_total")
-				s.ShipErrors = m.Sum("sluice_ship_errors_total")
-			}
-			if v, err := procstat.RSS(p.pid); err == nil {
-				s.RSSMiB = round3(v / (1 << 20))
-			}
-			mu.Lock()
-			samples = append(samples, s)
-			mu.Unlock()
+	var prev cpuSnap // CPU: Sluice (as "server"), bench itself and the host
+	prevPID := 0
+	// One scrape a second until the scenario is over.
+	stopSampling := everySecond(func() {
+		p := current()
+		s := sluiceSample{wall: time.Now()}
+		snap := takeCPU(p.pid, 0)
+		if prevPID == p.pid && snap.serverErr == nil && prev.serverErr == nil {
+			u := cpuBetween(prev, snap)
+			s.SluiceCores, s.HarnessCores, s.HostCores, s.HasCPU = u.ServerCores, u.HarnessCores, u.HostCores, true
 		}
-	}()
-	stopSampling := func() {
-		select {
-		case <-stopSamp:
-		default:
-			close(stopSamp)
+		prev, prevPID = snap, p.pid
+		if m, err := scrape(ctx, p.admin); err == nil {
+			s.Up = true
+			s.Backlog = m.Sum("sluice_buffer_backlog_records")
+			s.Accepted = m.Get("sluice_events_total", `outcome="accepted"`)
+			s.Shipped = m.Sum("sluice_shipped_records_total")
+			s.ShipErrors = m.Sum("sluice_ship_errors_total")
 		}
-		sampWG.Wait()
-	}
+		if v, err := procstat.RSS(p.pid); err == nil {
+			s.RSSMiB = round3(v / (1 << 20))
+		}
+		mu.Lock()
+		samples = append(samples, s)
+		mu.Unlock()
+	})
 	defer stopSampling()
 
 	sleepUntil := func(t time.Time) bool {
@@ -357,4 +337,31 @@ func readBitmap(path string) (bitmap, error) {
 		out[i] = binary.LittleEndian.Uint64(b[8*i:])
 	}
 	return out, nil
+}
+
+// everySecond runs sample once a second on its own goroutine until the
+// returned stop is called; stop waits for a sample in progress and may be
+// called more than once.
+func everySecond(sample func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			sample()
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
 }
