@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -66,6 +67,12 @@ func fieldIndex(key string) int {
 	return -1
 }
 
+// MaxFieldBytes caps each field Sluice reads (type, the ids, sent_at),
+// decoded. The ids become the Kafka record key, which every consumer and the
+// broker's index hold: a 60 KiB "anonymous_id" is abuse, not an id (e-mail
+// addresses, the longest ids in common use, stop at 254).
+const MaxFieldBytes = 256
+
 // Validate checks one element of a request body. raw must be syntactically
 // valid JSON (the gateway's decoder guarantees it). It returns the event, or
 // the reason it is invalid. One gjson pass over the top level reads the
@@ -101,6 +108,11 @@ func Validate(raw []byte) (Event, string) {
 	}
 	if ev.SentAt, ok = firstString(f[fieldSentAt], f[fieldSentAt2]); !ok {
 		return Event{}, `"sent_at" must be a string`
+	}
+	for _, fl := range [...]struct{ name, v string }{{`"type" (or "event")`, ev.Type}, {`"anonymous_id"`, ev.AnonymousID}, {`"user_id"`, ev.UserID}, {`"sent_at"`, ev.SentAt}} {
+		if len(fl.v) > MaxFieldBytes {
+			return Event{}, fmt.Sprintf("%s is %d bytes, over the %d-byte limit", fl.name, len(fl.v), MaxFieldBytes)
+		}
 	}
 	return ev, ""
 }

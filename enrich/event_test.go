@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -103,6 +104,18 @@ func TestValidateInvalid(t *testing.T) {
 	f(`{"type":"t","sent_at":1714557600}`, `"sent_at" must be a string`)
 	f(`{"type":"t","sentAt":{}}`, `"sent_at" must be a string`)
 
+	// Fields over MaxFieldBytes (decoded: escapes count once).
+	long := strings.Repeat("x", MaxFieldBytes+1)
+	f(`{"type":"`+long+`"}`, `"type" (or "event") is 257 bytes, over the 256-byte limit`)
+	f(`{"event":"`+long+`","type":"t"}`, `"type" (or "event") is 257 bytes, over the 256-byte limit`)
+	f(`{"type":"t","anonymousId":"`+long+`"}`, `"anonymous_id" is 257 bytes, over the 256-byte limit`)
+	f(`{"type":"t","user_id":"`+long+`"}`, `"user_id" is 257 bytes, over the 256-byte limit`)
+	f(`{"type":"t","user_id":`+strings.Repeat("9", MaxFieldBytes+1)+`}`, `"user_id" is 257 bytes, over the 256-byte limit`)
+	f(`{"type":"t","sent_at":"`+long+`"}`, `"sent_at" is 257 bytes, over the 256-byte limit`)
+	if _, reason := Validate([]byte(`{"type":"t","user_id":"` + strings.Repeat(`\u0041`, MaxFieldBytes) + `"}`)); reason != "" {
+		t.Errorf("a %d-byte id written with escapes: %q", MaxFieldBytes, reason)
+	}
+
 	// Not an object.
 	f(`[{"type":"t"}]`, notObject)
 	f(`[]`, notObject)
@@ -186,6 +199,11 @@ func validateStdlib(raw []byte) (Event, string) {
 	}
 	if ev.SentAt, ok = str(f.SentAt, f.SentAt2); !ok {
 		return Event{}, "sent_at"
+	}
+	for _, v := range []string{ev.Type, ev.AnonymousID, ev.UserID, ev.SentAt} {
+		if len(v) > MaxFieldBytes {
+			return Event{}, "too long"
+		}
 	}
 	return ev, ""
 }
