@@ -58,6 +58,11 @@ type Config struct {
 	TLS *tls.Config
 	// SASL authenticates to the brokers; the zero value means none.
 	SASL SASL
+	// MetadataMaxAge is how often the producer refreshes its view of the
+	// cluster even when nothing failed: how long before records go to
+	// partitions added to the topic. Default 1m (franz-go's and the Java
+	// client's is 5m).
+	MetadataMaxAge time.Duration
 	// MaxBufferedRecords bounds records the producer holds; keep it above the
 	// shipper's MaxInFlight so Send never blocks. Default 20000.
 	MaxBufferedRecords int
@@ -91,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBufferedRecords <= 0 {
 		c.MaxBufferedRecords = 20000
+	}
+	if c.MetadataMaxAge <= 0 {
+		c.MetadataMaxAge = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -153,6 +161,7 @@ func New(cfg Config) (*Sink, error) {
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.MetadataMaxAge(cfg.MetadataMaxAge),
 		// A nil hasher is Kafka's murmur2, the Java client's default.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		// franz-go's defaults already retry forever (no delivery timeout),

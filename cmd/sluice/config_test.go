@@ -86,6 +86,7 @@ func TestServeConfigValidation(t *testing.T) {
 		{[]string{"--topic="}, "--topic and --dlq-topic must not be empty"},
 		{[]string{"--dlq-topic=beacons"}, "--topic and --dlq-topic must differ"},
 		{[]string{"--kafka-linger=-1ms"}, "--kafka-linger must not be negative"},
+		{[]string{"--kafka-metadata-max-age=10ms"}, "--kafka-metadata-max-age must be at least 1s, got 10ms"},
 		{[]string{"--checkpoint-interval=0s"}, "--checkpoint-interval must be positive"},
 		{[]string{"--drain-timeout=-1s"}, "--drain-timeout must not be negative"},
 		{[]string{"--shutdown-delay=-1s"}, "--shutdown-delay must not be negative"},
@@ -368,12 +369,12 @@ func TestSinkConfigFromFlags(t *testing.T) {
 	}
 
 	// Without security flags: plaintext, no SASL, the flag's linger.
-	c, err = parseServe(t, "--kafka-brokers=kafka1:9093", "--kafka-linger=7ms")
+	c, err = parseServe(t, "--kafka-brokers=kafka1:9093", "--kafka-linger=7ms", "--kafka-metadata-max-age=20s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err = c.sinkConfig(nil, "gw"); err != nil || cfg.TLS != nil || cfg.SASL.Enabled() || cfg.Linger != 7*time.Millisecond {
-		t.Errorf("plain config: TLS %v, SASL %v, linger %v, err %v", cfg.TLS, cfg.SASL, cfg.Linger, err)
+	if cfg, err = c.sinkConfig(nil, "gw"); err != nil || cfg.TLS != nil || cfg.SASL.Enabled() || cfg.Linger != 7*time.Millisecond || cfg.MetadataMaxAge != 20*time.Second {
+		t.Errorf("plain config: TLS %v, SASL %v, linger %v, metadata max age %v, err %v", cfg.TLS, cfg.SASL, cfg.Linger, cfg.MetadataMaxAge, err)
 	}
 }
 

@@ -192,7 +192,7 @@ func (c *serveConfig) sinkConfig(brokers []string, instance string) (kafka.Confi
 	cfg := kafka.Config{
 		Brokers: brokers, Topic: c.topic, DLQTopic: c.dlqTopic, Compression: c.compression,
 		ClientID: c.clientID, InstanceID: instance, Linger: c.linger,
-		BatchMaxBytes: int32(c.kafka.batchMaxBytes),
+		BatchMaxBytes: int32(c.kafka.batchMaxBytes), MetadataMaxAge: c.metadataMaxAge,
 	}
 	if c.linger == 0 {
 		cfg.Linger = -1 // the Config's zero means its default; the flag's zero means no wait

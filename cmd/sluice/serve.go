@@ -58,6 +58,7 @@ type serveConfig struct {
 	compression         string
 	clientID            string
 	linger              time.Duration
+	metadataMaxAge      time.Duration
 	kafka               kafkaFlags
 
 	bufferMaxBytes  byteSize
@@ -106,6 +107,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.compression, "kafka-compression", "lz4", "producer compression: lz4, zstd (smaller, ~4x the CPU), snappy, gzip or none")
 	fs.StringVar(&c.clientID, "kafka-client-id", "sluice", "Kafka client id")
 	fs.DurationVar(&c.linger, "kafka-linger", 5*time.Millisecond, "how long the producer waits to fill a batch (0: no wait)")
+	fs.DurationVar(&c.metadataMaxAge, "kafka-metadata-max-age", time.Minute, "how often the producer refreshes cluster metadata unprompted: the longest before new partitions get records")
 	c.kafka.register(fs)
 	c.bufferMaxBytes = 10 << 30
 	fs.Var(&c.bufferMaxBytes, "buffer-max-bytes", "hard limit of the write-ahead buffer on disk (e.g. 10GiB, 500MB); at it --buffer-when-full applies")
@@ -169,6 +171,7 @@ func (c *serveConfig) validate() error {
 	_, err = kafka.CompressionCodec(c.compression)
 	check(err == nil, "--kafka-compression: %v", err)
 	check(c.linger >= 0, "--kafka-linger must not be negative")
+	check(c.metadataMaxAge >= time.Second, "--kafka-metadata-max-age must be at least 1s, got %v", c.metadataMaxAge)
 	check(c.bufferMaxBytes >= 64<<20, "--buffer-max-bytes must be at least 64MiB, got %s", c.bufferMaxBytes)
 	check(c.bufferSoftBytes <= c.bufferMaxBytes, "--buffer-soft-bytes (%s) must not exceed --buffer-max-bytes (%s)", c.bufferSoftBytes, c.bufferMaxBytes)
 	_, err = gateway.ParseWhenFull(c.bufferWhenFull)
