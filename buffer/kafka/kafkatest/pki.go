@@ -1,5 +1,6 @@
-// Package kafkatest makes throwaway TLS material for tests that run Kafka
-// clients against an in-process kfake broker with TLS.
+// Package kafkatest helps tests (and the benchmark harness) that run Kafka
+// clients against in-process kfake brokers: throwaway TLS material, and
+// listeners whose brokers take their connections with them when removed.
 package kafkatest
 
 import (
