@@ -521,17 +521,23 @@ func (b bitmap) orAt(o bitmap, offset uint64) bitmap {
 // fetchHeapProfile saves Sluice's heap profile after a GC (so in-use is
 // what is live).
 func fetchHeapProfile(ctx context.Context, admin, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/heap?gc=1", nil)
+	return fetchProfile(ctx, admin, "heap?gc=1", path)
+}
+
+// fetchProfile saves /debug/pprof/<what> from Sluice's admin port (it needs
+// --pprof); a CPU profile ("profile?seconds=N") takes N seconds.
+func fetchProfile(ctx context.Context, admin, what, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/"+what, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
+		return fmt.Errorf("GET /debug/pprof/%s: %s", what, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

@@ -301,7 +301,7 @@ func TestVerifyRuns(t *testing.T) {
 
 func TestConfigCheck(t *testing.T) {
 	base := func() config {
-		return config{conns: 1, duration: time.Second, warmup: time.Second, maxTotal: 9 * time.Minute, backlog: defaultBacklog}
+		return config{conns: 1, duration: time.Second, warmup: time.Second, maxTotal: 9 * time.Minute, backlog: defaultBacklog, scenarioRuns: 1}
 	}
 	c := base()
 	c.scenarios = []string{"backlog"} // -kinds "" -scenarios backlog
@@ -312,6 +312,16 @@ func TestConfigCheck(t *testing.T) {
 	c.scenarios = []string{"outage", "backlog"}
 	if err := c.check(map[string]bool{"max-total": true}); err != nil || c.maxTotal != 9*time.Minute {
 		t.Errorf("an explicit -max-total: %v, max total %v", err, c.maxTotal)
+	}
+	c = base()
+	c.scenarios, c.scenarioRuns = []string{"outage", "slow"}, 3 // 3 × (80 s + 20 s) × 2 + 2 min
+	if err := c.check(map[string]bool{}); err != nil || c.maxTotal != 12*time.Minute {
+		t.Errorf("three runs of two scenarios: %v, max total %v", err, c.maxTotal)
+	}
+	c = base()
+	c.scenarios, c.scenarioRuns = []string{"outage"}, 0
+	if err := c.check(map[string]bool{}); err == nil || !strings.Contains(err.Error(), "-scenario-runs") {
+		t.Errorf("-scenario-runs 0: %v", err)
 	}
 	c = base()
 	if err := c.check(nil); err == nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // fakeTarget keeps up with any rate below capacity.
@@ -180,6 +182,9 @@ func TestMergeSeconds(t *testing.T) {
 func TestReport(t *testing.T) {
 	res := fakeResults()
 	res.Plots = []string{"latency-vs-rate-single.png"}
+	again := *res.Scenarios[0]
+	again.Repeat = 2
+	res.Scenarios = append(res.Scenarios, &again)
 	r := buildReport(res)
 	for _, want := range []string{
 		"| single | 50000 | 10000 | **0.200** |", // saturation = the highest step that kept up
@@ -187,7 +192,10 @@ func TestReport(t *testing.T) {
 		"1.00 / **4.50** / 6.75", // Sluice p50 / p99 / p99.9 at 50 %
 		"60.0, 81.0",             // Sluice µs/event at saturation, at 50 %
 		"10.0×, 10.8×",           // CPU ratios
-		"| restart | 5000 | 1.2–1.4 | 15000 | 14000 | 14000 | 14000 | **0** |",
+		"| restart | 5000 | 1.2–1.4 | 14000 | 14000 | 14000 | **0** | 0 | 0 | 0 | 0 |",
+		"| restart #2 | 5000 | 1.2–1.4 |",
+		"| restart | 2 |",          // the medians over the runs
+		"**75.11** (75.11, 75.11)", // each run's ratio during, and their median
 		"![latency-vs-rate-single](latency-vs-rate-single.png)",
 		"### batch20 → sluice",
 		"**p99 900 ms**",
@@ -243,10 +251,40 @@ func TestFindMarkAndBitmap(t *testing.T) {
 
 func TestScaledSpec(t *testing.T) {
 	s := specByName("outage").scaled(0.3)
-	if s.Duration != 18*time.Second || s.FaultAt != 3*time.Second || s.FaultFor != 9*time.Second {
+	if s.Duration != 24*time.Second || s.FaultAt != 10*time.Second || s.FaultFor != 9*time.Second {
 		t.Errorf("scaled %+v", s)
 	}
 	if specByName("healthy").scaled(0.01).Duration != time.Second {
 		t.Error("scaled below a second")
+	}
+}
+
+func TestKeyOrder(t *testing.T) {
+	rec := func(key string, part int32, off int64, idx string) *kgo.Record {
+		r := &kgo.Record{Key: []byte(key), Partition: part, Offset: off}
+		if idx != "" {
+			r.Headers = []kgo.RecordHeader{{Key: "sluice-event-id", Value: []byte("x")}, {Key: "sluice-wal-index", Value: []byte(idx)}}
+		}
+		return r
+	}
+	var o keyOrder
+	for _, r := range []*kgo.Record{
+		rec("a", 0, 0, "1"), rec("b", 0, 1, "2"), rec("a", 0, 2, "3"),
+		rec("a", 0, 3, "1"),    // a copy of 1: a duplicate, in order
+		rec("b", 1, 0, "4"),    // b moved to partition 1
+		rec("a", 0, 4, "200"),  // past the bitmap's first growth
+		rec("a", 0, 5, "150"),  // first seen after 200: a violation
+		rec("b", 1, 1, "5"),    // in order in its new partition
+		rec("c", 2, 0, ""),     // no index: counted apart
+		rec("c", 2, 1, "9000"), //
+	} {
+		o.add(r)
+	}
+	o.finish()
+	if o.Checked != 9 || o.NoIndex != 1 || o.Violations != 1 || o.Keys != 3 || o.KeysMoved != 1 {
+		t.Errorf("order %+v", o)
+	}
+	if len(o.Sample) != 1 || !strings.Contains(o.Sample[0], `key "a" partition 0 offset 5: WAL index 150 after 200`) {
+		t.Errorf("sample %q", o.Sample)
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-gateway/sluice/buffer/kafka/kafkatest"
 )
 
 const (
@@ -26,7 +29,26 @@ func startKafka(brokers int) (*kfake.Cluster, error) {
 		kfake.NumBrokers(brokers),
 		kfake.SeedTopics(6, topic, dlqTopic),
 		kfake.ClusterID("sluice-bench"),
+		// A removed broker closes its connections (the nodes scenario).
+		kfake.ListenFn(kafkatest.ListenClosingConns),
 	)
+}
+
+// addPartitions grows topic by n partitions.
+func addPartitions(ctx context.Context, brokers []string, topic string, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreatePartitions(ctx, n, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("add %d partitions to %s: %w", n, topic, err)
+	}
+	return nil
 }
 
 // verification compares what the generator was told (2xx) with what is in
@@ -45,6 +67,81 @@ type verification struct {
 	MissingSample []uint64 `json:"missing_sample,omitempty"`
 	Complete      bool     `json:"complete"` // read up to the end offsets
 	ReadS         float64  `json:"read_s"`
+	Order         keyOrder `json:"order"`
+}
+
+// keyOrder is the per-key order check over the whole topic: within each
+// partition, a key's records must first appear in the order Sluice wrote
+// them to its WAL (the sluice-wal-index header; WAL indexes survive
+// restarts on one data dir). A copy of an index already seen is a
+// duplicate, not a violation.
+type keyOrder struct {
+	Checked    uint64   `json:"checked"`    // records with a WAL index
+	NoIndex    uint64   `json:"no_index"`   // records without one
+	Violations uint64   `json:"violations"` // first appearances below the key's highest index so far
+	Sample     []string `json:"violation_sample,omitempty"`
+	Keys       int      `json:"keys"`
+	// KeysMoved counts keys found in more than one partition: a partition
+	// increase changes hash(key) mod partitions, and Kafka orders only
+	// within a partition.
+	KeysMoved int `json:"keys_moved"`
+
+	last  map[string]uint64 // key + "\x00" + partition → highest index
+	parts map[string]int32  // key → first partition seen, or -1 once seen in two
+	seen  []uint64          // bitmap of indexes seen
+}
+
+func (o *keyOrder) add(r *kgo.Record) {
+	var idx uint64
+	ok := false
+	for _, h := range r.Headers {
+		if h.Key == "sluice-wal-index" {
+			v, err := strconv.ParseUint(string(h.Value), 10, 64)
+			idx, ok = v, err == nil
+			break
+		}
+	}
+	if !ok {
+		o.NoIndex++
+		return
+	}
+	if o.last == nil {
+		o.last, o.parts = map[string]uint64{}, map[string]int32{}
+	}
+	o.Checked++
+	w := idx / 64
+	for uint64(len(o.seen)) <= w {
+		o.seen = append(o.seen, make([]uint64, max(len(o.seen), 1024))...)
+	}
+	dup := o.seen[w]&(1<<(idx%64)) != 0
+	o.seen[w] |= 1 << (idx % 64)
+	switch p, ok := o.parts[string(r.Key)]; {
+	case !ok:
+		o.parts[string(r.Key)] = r.Partition
+	case p >= 0 && p != r.Partition:
+		o.parts[string(r.Key)] = -1
+	}
+	k := string(r.Key) + "\x00" + strconv.Itoa(int(r.Partition))
+	last, had := o.last[k]
+	switch {
+	case !had || idx > last:
+		o.last[k] = idx
+	case !dup:
+		o.Violations++
+		if len(o.Sample) < 10 {
+			o.Sample = append(o.Sample, fmt.Sprintf("key %q partition %d offset %d: WAL index %d after %d", r.Key, r.Partition, r.Offset, idx, last))
+		}
+	}
+}
+
+func (o *keyOrder) finish() {
+	o.Keys = len(o.parts)
+	for _, p := range o.parts {
+		if p < 0 {
+			o.KeysMoved++
+		}
+	}
+	o.last, o.parts, o.seen = nil, nil, nil
 }
 
 // bitmap is loadgen's -acked-out file: bit i of word i/64 is request i.
@@ -164,6 +261,7 @@ func verifyRuns(ctx context.Context, brokers []string, runs []markRun, limit tim
 	}
 	defer cl.Close()
 	markKey := []byte(`"mark":"`)
+	var order keyOrder
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -171,6 +269,7 @@ func verifyRuns(ctx context.Context, brokers []string, runs []markRun, limit tim
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			records++
+			order.add(r)
 			if e, ok := want[r.Partition]; ok && r.Offset+1 >= e {
 				delete(want, r.Partition)
 			}
@@ -185,10 +284,11 @@ func verifyRuns(ctx context.Context, brokers []string, runs []markRun, limit tim
 		})
 	}
 	complete := len(want) == 0
+	order.finish()
 	readS := round3(time.Since(start).Seconds())
 	for i, r := range runs {
 		v := vs[i]
-		v.Records, v.DLQRecords, v.Foreign, v.Complete, v.ReadS = records, dlq, foreign, complete, readS
+		v.Records, v.DLQRecords, v.Foreign, v.Complete, v.ReadS, v.Order = records, dlq, foreign, complete, readS, order
 		for seq, n := range seen[i] {
 			isAcked := r.Acked.has(uint64(seq) / uint64(r.PerReq))
 			if n > 1 {

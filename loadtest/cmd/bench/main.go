@@ -51,6 +51,8 @@ type config struct {
 	crit         criteria
 	scenarios    []string
 	scenarioFrac float64
+	scenarioRate float64
+	scenarioRuns int
 	scenarioTime float64
 	sluiceFlags  []string
 	drainWait    time.Duration
@@ -64,6 +66,7 @@ type config struct {
 	backlog      backlogConfig
 	sluiceBin    string
 	sluiceEnv    []string
+	profile      bool
 }
 
 func main() {
@@ -84,15 +87,18 @@ func main() {
 	flag.Float64Var(&c.crit.MaxFailedFrac, "max-failed", defaultCriteria.MaxFailedFrac, "a step with more failed requests (non-2xx, errors, unsent) than this fraction did not keep up")
 	flag.StringVar(&scenarios, "scenarios", "healthy,outage,shuffles,restart", "scenarios to run, comma-separated (empty: none); also backlog (not in the default list: about 2 minutes, 4-5 GB of WAL)")
 	flag.Float64Var(&c.scenarioFrac, "scenario-load", 0.5, "scenario rate, as a fraction of Sluice's single-event saturation rate")
+	flag.IntVar(&c.scenarioRuns, "scenario-runs", 1, "run each scenario this many times (the report adds a table of medians); without -max-total the deadline grows to fit")
+	flag.Float64Var(&c.scenarioRate, "scenario-rate", 0, "scenario rate in events/s (overrides -scenario-load; without either or a single-event series: 5000)")
 	flag.Float64Var(&c.scenarioTime, "scenario-time", 1, "scale every scenario's durations by this (e.g. 0.3 for a smoke test)")
 	flag.StringVar(&c.sluiceBin, "sluice-bin", "", "run this sluice binary instead of building ./cmd/sluice (e.g. one built from another commit)")
-	flag.StringVar(&sluiceEnv, "sluice-env", "", `extra environment of Sluice's processes (backlog scenario), space-separated KEY=VALUE (e.g. "GOMEMLIMIT=150MiB")`)
+	flag.StringVar(&sluiceEnv, "sluice-env", "", `extra environment of Sluice's processes (scenarios), space-separated KEY=VALUE (e.g. "GOMEMLIMIT=150MiB")`)
 	flag.StringVar(&sluiceFlags, "sluice-flags", "", `extra "sluice serve" flags, space-separated (e.g. "--ack enqueue")`)
 	flag.DurationVar(&c.drainWait, "drain-wait", 60*time.Second, "longest wait for Sluice's backlog to reach 0 (before steps, after scenarios)")
 	flag.DurationVar(&c.maxTotal, "max-total", 9*time.Minute+30*time.Second, "hard deadline for the whole run")
 	flag.Float64Var(&c.quietCores, "quiet-cores", 0.3, "before each series and scenario, wait until the machine (servers idle) uses at most this many cores...")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 15*time.Second, "...or this long at most...")
 	flag.DurationVar(&c.quietBudget, "quiet-budget", 60*time.Second, "...and this long in all (the report notes every wait)")
+	flag.BoolVar(&c.profile, "profile", false, "scenarios: run Sluice with --pprof and save CPU profiles before and during each fault (raw/cpu-<scenario>-<before|during>.pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, data dirs)")
 	c.backlog = defaultBacklog
 	flag.Float64Var(&c.backlog.Events, "backlog-events", c.backlog.Events, "backlog scenario: records to pile up in the WAL while Kafka is down")
@@ -146,6 +152,19 @@ func (c *config) check(explicit map[string]bool) error {
 	}
 	if c.conns < 1 || c.duration <= 0 || c.warmup%time.Second != 0 {
 		return errors.New("-conns and -step must be positive, -warmup whole seconds")
+	}
+	if c.scenarioRuns < 1 {
+		return errors.New("-scenario-runs must be at least 1")
+	}
+	var scenarioTime time.Duration
+	for _, s := range c.scenarios {
+		if sp := specByName(s); sp != nil {
+			scenarioTime += sp.scaled(c.scenarioTime).Duration + 20*time.Second
+		}
+	}
+	series := time.Duration(len(c.kinds)) * 2 * (c.seriesBudget + 30*time.Second)
+	if total := series + time.Duration(c.scenarioRuns)*scenarioTime + 2*time.Minute; !explicit["max-total"] && total > c.maxTotal {
+		c.maxTotal = total
 	}
 	for _, s := range c.scenarios {
 		if s == backlogScenario {
@@ -312,13 +331,15 @@ func bench(ctx context.Context, c *config) (err error) {
 
 	if len(c.scenarios) > 0 {
 		rate := 5000.0
-		if s := res.find("single", "sluice"); s != nil && s.saturation() != nil {
+		if c.scenarioRate > 0 {
+			rate = c.scenarioRate
+		} else if s := res.find("single", "sluice"); s != nil && s.saturation() != nil {
 			rate = s.saturation().Rate * c.scenarioFrac
 		} else if len(c.scenarios) > 1 || c.scenarios[0] != backlogScenario {
 			res.Notes = append(res.Notes, "no single-event saturation rate for Sluice: scenarios ran at 5000 events/s")
 		}
 		env := &scenarioEnv{kids: &kids, sluiceBin: sluiceBin, loadgenBin: loadgenBin, tmp: tmp, rawDir: rawDir,
-			conns: c.conns, drainWait: c.drainWait}
+			conns: c.conns, drainWait: c.drainWait, sluiceFlags: c.sluiceFlags, sluiceEnv: c.sluiceEnv, profile: c.profile}
 		for _, name := range c.scenarios {
 			if name == backlogScenario {
 				dl, _ := ctx.Deadline()
@@ -341,21 +362,24 @@ func bench(ctx context.Context, c *config) (err error) {
 				continue
 			}
 			spec := specByName(name).scaled(c.scenarioTime)
-			dl, _ := ctx.Deadline()
-			if time.Until(dl) < spec.Duration+40*time.Second {
-				res.Notes = append(res.Notes, fmt.Sprintf("scenario %s skipped: not enough time left before -max-total", name))
-				logf("skipping scenario %s: not enough time left", name)
-				continue
-			}
-			waitQuiet(c, res, "scenario "+name)
-			sr, err := runScenario(ctx, env, spec, rate)
-			if err != nil {
-				sr.Err = err.Error()
-				logf("scenario %s: %v", name, err)
-			}
-			res.Scenarios = append(res.Scenarios, sr)
-			if ctx.Err() != nil {
-				return ctx.Err()
+			for rep := 1; rep <= c.scenarioRuns; rep++ {
+				dl, _ := ctx.Deadline()
+				if time.Until(dl) < spec.Duration+40*time.Second {
+					res.Notes = append(res.Notes, fmt.Sprintf("scenario %s run %d skipped: not enough time left before -max-total", name, rep))
+					logf("skipping scenario %s run %d: not enough time left", name, rep)
+					break
+				}
+				waitQuiet(c, res, "scenario "+name)
+				sr, err := runScenario(ctx, env, spec, rate)
+				sr.Repeat = rep
+				if err != nil {
+					sr.Err = err.Error()
+					logf("scenario %s: %v", name, err)
+				}
+				res.Scenarios = append(res.Scenarios, sr)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/stats"
 )
 
 // headline is one body kind's comparison of Sluice and the no-op server.
@@ -245,15 +247,19 @@ func verdict(st *step) string {
 func writeScenarios(b *strings.Builder, res *results) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("## Fault scenarios\n\n")
-	p("Single events at a constant rate (50 %% of Sluice's single-event saturation), a fresh Sluice and kfake each. " +
-		"*Offered* events were due, *sent* were written to a connection, *acked* got a 2xx; after the load bench waits for " +
+	p("Single events at a constant rate (column *events/s*), a fresh Sluice and kfake (3 brokers, 6 partitions) each. " +
+		"*Sent* events were written to a connection, *acked* got a 2xx; after the load bench waits for " +
 		"Sluice's backlog to reach 0, stops it (SIGTERM), reads the whole topic from the start and looks for every " +
-		"acknowledged mark. Latency (ms, from the intended send time) before, during and after the fault window.\n\n")
-	p("| scenario | events/s | fault window s | offered | sent | acked | found | **missing** | duplicates | unacked but found | p99 before | p99 during | p99 after | max during | failed during | backlog peak | drained after s | other procs cores |\n")
-	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"acknowledged mark. *Order*: per key and partition, records first appear in WAL order (the `sluice-wal-index` " +
+		"header; copies of an index already seen are duplicates, not violations); *keys moved* were found in more than one " +
+		"partition. Latency (ms, from the intended send time) before, during and after the fault window; *ratio* is p99 " +
+		"during (after) ÷ p99 before, in the same run (goal ≤ 1.25). *Drain*: seconds from the fault's end until the " +
+		"backlog was back under max(500, its peak before the fault).\n\n")
+	p("| scenario | events/s | fault window s | sent | acked | found | **missing** | duplicates | order violations | keys moved | failed (non-2xx, errors, unsent) | p99 before | p99 during | p99 after | **ratio during** | ratio after | max during | backlog peak | drain s | other procs cores |\n")
+	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sr := range res.Scenarios {
 		if sr.Run == nil || sr.Verify == nil {
-			p("| %s | %.0f | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – |\n", sr.Spec.Name, sr.Rate)
+			p("| %s | %.0f |%s\n", sr.label(), sr.Rate, strings.Repeat(" – |", 18))
 			continue
 		}
 		v := sr.Verify
@@ -265,11 +271,19 @@ func writeScenarios(b *strings.Builder, res *results) {
 			before, during, after = sr.Before, sr.During, sr.After
 		}
 		ph := func(x phaseStats, f func(phaseStats) float64) string { return orDash(x.Seconds > 0, "%s", fmtMs(f(x))) }
-		p("| %s | %.0f | %s | %d | %d | %d | %d | **%d** | %d | %d | %s | %s | %s | %s | %s | %.0f | %s | %.2f |\n",
-			sr.Spec.Name, sr.Rate, win, v.Offered, v.Sent, v.Acked, v.Found, v.Missing, v.Duplicates, v.UnackedFound,
+		ratio := func(x phaseStats) string {
+			return orDash(x.Seconds > 0 && before.Seconds > 0 && before.P99ms > 0, "%.2f", x.P99ms/before.P99ms)
+		}
+		drain := "–"
+		if d, ok := faultDrain(sr); ok {
+			drain = fmt.Sprintf("%.0f", d)
+		}
+		failed := sr.Run.Summary.Non2xx + sr.Run.Summary.ErrorsN + sr.Run.Summary.Unsent
+		p("| %s | %.0f | %s | %d | %d | %d | **%d** | %d | %d | %d | %d | %s | %s | %s | **%s** | %s | %s | %.0f | %s | %.2f |\n",
+			sr.label(), sr.Rate, win, v.Sent, v.Acked, v.Found, v.Missing, v.Duplicates, v.Order.Violations, v.Order.KeysMoved, failed,
 			ph(before, func(x phaseStats) float64 { return x.P99ms }), ph(during, func(x phaseStats) float64 { return x.P99ms }),
-			ph(after, func(x phaseStats) float64 { return x.P99ms }), ph(during, func(x phaseStats) float64 { return x.MaxMs }),
-			orDash(during.Seconds > 0, "%d", during.Failed), sr.BacklogMax, orDash(sr.Drained, "%.1f", sr.DrainS), sr.OtherCores)
+			ph(after, func(x phaseStats) float64 { return x.P99ms }), ratio(during), ratio(after), ph(during, func(x phaseStats) float64 { return x.MaxMs }),
+			sr.BacklogMax, drain, sr.OtherCores)
 	}
 	p("\n")
 	for _, sr := range res.Scenarios {
@@ -282,6 +296,24 @@ func writeScenarios(b *strings.Builder, res *results) {
 			if d, peak, ok := resumed(sr); ok {
 				notes = append(notes, fmt.Sprintf("shipping resumed %.1f s after the outage ended and peaked at %.0f records/s while the backlog drained", d, peak))
 			}
+		}
+		if sr.Spec.Fault == "slow" {
+			notes = append(notes, fmt.Sprintf("kfake held %d produce requests %v each before answering them (a control function with SleepControl; requests on one connection are answered in order)", sr.FaultHits, slowProduce))
+		}
+		if sr.Spec.Fault == "nodes" {
+			notes = append(notes, "kfake RemoveNode(0) (its listener closed, every partition given a new leader among the other two), AddNode(0) on the same port half-way through the window (leaders shuffled again)")
+		}
+		if sr.Spec.Fault == "partitions" {
+			notes = append(notes, fmt.Sprintf("CreatePartitions +6 (6 → 12) at the window's start; Sluice flags %v", sr.Spec.Flags))
+		}
+		if v := sr.Verify; v != nil {
+			notes = append(notes, fmt.Sprintf("order: %d records checked in %d keys, %d violations, %d keys in more than one partition", v.Order.Checked, v.Order.Keys, v.Order.Violations, v.Order.KeysMoved))
+			if len(v.Order.Sample) > 0 {
+				notes = append(notes, "**order violations**, e.g. "+strings.Join(v.Order.Sample, "; "))
+			}
+		}
+		if len(sr.Profiles) > 0 {
+			notes = append(notes, "CPU profiles: raw/"+strings.Join(sr.Profiles, ", raw/"))
 		}
 		if sr.Spec.Fault == "shuffles" {
 			notes = append(notes, fmt.Sprintf("%d leader shuffles (kfake ShufflePartitionLeaders: every partition gets a random leader of 3 and a new epoch)", sr.Shuffles))
@@ -330,9 +362,107 @@ func writeScenarios(b *strings.Builder, res *results) {
 		if len(sr.Warnings) > 0 {
 			notes = append(notes, fmt.Sprintf("Sluice logged %d warning/error lines, first: `%s`", len(sr.Warnings), truncate(sr.Warnings[0], 240)))
 		}
-		p("- **%s**: %s.\n", sr.Spec.Name, strings.Join(notes, "; "))
+		p("- **%s**: %s.\n", sr.label(), strings.Join(notes, "; "))
 	}
 	p("\n")
+	writeScenarioMedians(b, res)
+}
+
+// label names a scenario run: "outage", or "outage #2" for a repeat.
+func (sr *scenarioResult) label() string {
+	if sr.Repeat > 1 {
+		return fmt.Sprintf("%s #%d", sr.Spec.Name, sr.Repeat)
+	}
+	return sr.Spec.Name
+}
+
+// pRatios are a scenario run's p99 during and after its fault over p99
+// before it; ok is false without a fault window or a before window.
+func (sr *scenarioResult) pRatios() (during, after float64, ok bool) {
+	if len(sr.Windows) == 0 || sr.Before.Seconds == 0 || sr.Before.P99ms <= 0 || sr.During.Seconds == 0 {
+		return 0, 0, false
+	}
+	return sr.During.P99ms / sr.Before.P99ms, sr.After.P99ms / sr.Before.P99ms, true
+}
+
+// writeScenarioMedians summarizes scenarios run more than once: the median
+// of the runs' ratios, and the sums of what must be zero.
+func writeScenarioMedians(b *strings.Builder, res *results) {
+	var names []string
+	runs := map[string][]*scenarioResult{}
+	for _, sr := range res.Scenarios {
+		if len(runs[sr.Spec.Name]) == 0 {
+			names = append(names, sr.Spec.Name)
+		}
+		runs[sr.Spec.Name] = append(runs[sr.Spec.Name], sr)
+	}
+	repeated := false
+	for _, n := range names {
+		repeated = repeated || len(runs[n]) > 1
+	}
+	if !repeated {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	p("### Over the runs\n\nMedians of the runs' values; the counts are sums.\n\n")
+	p("| scenario | runs | p99 before | p99 during | p99 after | **ratio during** (each run) | ratio after (each run) | backlog peak | drain s | acked | **missing** | order violations | failed |\n")
+	p("|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range names {
+		var before, during, after, rd, ra, peak, drain []float64
+		var acked, missing, viol, failed uint64
+		for _, sr := range runs[n] {
+			if d, a, ok := sr.pRatios(); ok {
+				rd, ra = append(rd, d), append(ra, a)
+				before, during, after = append(before, sr.Before.P99ms), append(during, sr.During.P99ms), append(after, sr.After.P99ms)
+			}
+			peak = append(peak, sr.BacklogMax)
+			if d, ok := faultDrain(sr); ok {
+				drain = append(drain, d)
+			}
+			if v := sr.Verify; v != nil {
+				acked, missing, viol = acked+v.Acked, missing+v.Missing, viol+v.Order.Violations
+			}
+			if sr.Run != nil {
+				failed += sr.Run.Summary.Non2xx + sr.Run.Summary.ErrorsN + sr.Run.Summary.Unsent
+			}
+		}
+		each := func(xs []float64) string {
+			if len(xs) == 0 {
+				return "–"
+			}
+			parts := make([]string, len(xs))
+			for i, x := range xs {
+				parts[i] = fmt.Sprintf("%.2f", x)
+			}
+			return fmt.Sprintf("**%.2f** (%s)", stats.Median(xs), strings.Join(parts, ", "))
+		}
+		med := func(xs []float64, format string) string { return orDash(len(xs) > 0, format, stats.Median(xs)) }
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %d | **%d** | %d | %d |\n", n, len(runs[n]),
+			med(before, "%.2f"), med(during, "%.2f"), med(after, "%.2f"), each(rd), each(ra), med(peak, "%.0f"), med(drain, "%.0f"),
+			acked, missing, viol, failed)
+	}
+	p("\n")
+}
+
+// faultDrain is how long after the first fault window the backlog got back
+// under max(500, its peak before the window), at sample resolution.
+func faultDrain(sr *scenarioResult) (float64, bool) {
+	if len(sr.Windows) == 0 {
+		return 0, false
+	}
+	w := sr.Windows[0]
+	limit := 500.0
+	for _, s := range sr.Samples {
+		if s.Up && s.T < w.From {
+			limit = max(limit, s.Backlog)
+		}
+	}
+	for _, s := range sr.Samples {
+		if s.Up && s.T >= w.To && s.Backlog <= limit {
+			return round3(s.T - w.To), true
+		}
+	}
+	return 0, false
 }
 
 // resumed finds, after the first fault window, when Sluice's shipped counter
@@ -384,6 +514,9 @@ func checks(res *results) []string {
 		}
 		if sr.Verify != nil && sr.Verify.Missing > 0 {
 			out = append(out, fmt.Sprintf("scenario %s: %d acknowledged events are not in Kafka", sr.Spec.Name, sr.Verify.Missing))
+		}
+		if sr.Verify != nil && sr.Verify.Order.Violations > 0 {
+			out = append(out, fmt.Sprintf("scenario %s: %d records out of per-key order", sr.Spec.Name, sr.Verify.Order.Violations))
 		}
 	}
 	if res.Backlog != nil {

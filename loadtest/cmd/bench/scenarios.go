@@ -5,9 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -23,18 +27,37 @@ import (
 type scenarioSpec struct {
 	Name     string        `json:"name"`
 	Title    string        `json:"title"`
-	Fault    string        `json:"fault"` // none, outage, shuffles, restart
+	Fault    string        `json:"fault"` // none, outage, slow, shuffles, nodes, partitions, restart
 	Duration time.Duration `json:"duration"`
 	FaultAt  time.Duration `json:"fault_at"`
 	FaultFor time.Duration `json:"fault_for"`
+	// Flags are added to "sluice serve" for this scenario.
+	Flags []string `json:"flags,omitempty"`
 }
 
+// slowProduce is how long the slow-broker scenario holds every Produce.
+const slowProduce = 2 * time.Second
+
+// Each fault's "before" window (from scenarioWarmup to the fault) is as long
+// as its "during" window: a p99 over a few seconds on a shared 2-core
+// machine swings by 2x from one window to the next, and the ratio of two
+// such numbers is only as good as the shorter one.
 var scenarioSpecs = []scenarioSpec{
 	{Name: "healthy", Title: "healthy (no fault)", Fault: "none", Duration: 30 * time.Second},
-	{Name: "outage", Title: "30 s Kafka outage (every Produce fails)", Fault: "outage", Duration: 60 * time.Second, FaultAt: 10 * time.Second, FaultFor: 30 * time.Second},
-	{Name: "shuffles", Title: "partition leaders shuffled every second for 25 s", Fault: "shuffles", Duration: 40 * time.Second, FaultAt: 5 * time.Second, FaultFor: 25 * time.Second},
-	{Name: "restart", Title: "SIGTERM and restart on the same data dir", Fault: "restart", Duration: 40 * time.Second, FaultAt: 12 * time.Second},
+	{Name: "outage", Title: "30 s Kafka outage (every Produce fails)", Fault: "outage", Duration: 80 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
+	{Name: "slow", Title: "30 s slow broker (every Produce answered after 2 s)", Fault: "slow", Duration: 80 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
+	{Name: "shuffles", Title: "partition leaders shuffled every second for 30 s", Fault: "shuffles", Duration: 75 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
+	{Name: "nodes", Title: "broker 0 of 3 removed for 15 s, then added back", Fault: "nodes", Duration: 80 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
+	// Sluice learns of new partitions at its next metadata refresh
+	// (--kafka-metadata-max-age, default 1m): 5 s here so the run sees it.
+	{Name: "partitions", Title: "topic grown from 6 to 12 partitions mid-run", Fault: "partitions", Duration: 65 * time.Second, FaultAt: 27 * time.Second, FaultFor: 25 * time.Second,
+		Flags: []string{"--kafka-metadata-max-age", "5s"}},
+	{Name: "restart", Title: "SIGTERM and restart on the same data dir", Fault: "restart", Duration: 45 * time.Second, FaultAt: 17 * time.Second},
 }
+
+// scenarioWarmup is left out of a scenario's "before" window: the first
+// seconds of a fresh process and fresh connections.
+const scenarioWarmup = 2 * time.Second
 
 // scaled multiplies the scenario's times by f (whole seconds at least).
 func (s scenarioSpec) scaled(f float64) scenarioSpec {
@@ -87,7 +110,8 @@ type restartInfo struct {
 
 type scenarioResult struct {
 	Spec       scenarioSpec   `json:"spec"`
-	Rate       float64        `json:"rate"` // requests (= events) per second
+	Repeat     int            `json:"repeat"` // 1 for the first run of this scenario (-scenario-runs)
+	Rate       float64        `json:"rate"`   // requests (= events) per second
 	Run        *openRun       `json:"run"`
 	Windows    []window       `json:"fault_windows"`
 	Before     phaseStats     `json:"before"`
@@ -103,8 +127,9 @@ type scenarioResult struct {
 	OtherCores float64      `json:"other_cores"`
 	DrainS     float64      `json:"drain_s"` // from the load's end until the backlog was 0
 	Drained    bool         `json:"drained"`
-	FaultHits  int          `json:"fault_hits,omitempty"` // produce requests the outage failed
+	FaultHits  int          `json:"fault_hits,omitempty"` // produce requests the outage failed (or the slow broker held)
 	Shuffles   int          `json:"shuffles,omitempty"`
+	Profiles   []string     `json:"profiles,omitempty"` // CPU profiles taken (-profile), relative to raw/
 	Restart    *restartInfo `json:"restart,omitempty"`
 	Stop       string       `json:"stop"` // how Sluice ended after the scenario
 	Warnings   []string     `json:"warnings"`
@@ -119,6 +144,12 @@ type scenarioEnv struct {
 	rawDir     string
 	conns      int
 	drainWait  time.Duration
+	// Extra "sluice serve" flags and environment (-sluice-flags, -sluice-env).
+	sluiceFlags []string
+	sluiceEnv   []string
+	// profile takes CPU profiles of Sluice before and during each fault
+	// (Sluice runs with --pprof).
+	profile bool
 }
 
 // runScenario runs one scenario on a fresh kfake cluster (3 brokers) and a
@@ -139,7 +170,8 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	dataDir := filepath.Join(env.tmp, "scenario-"+spec.Name)
 	defer os.RemoveAll(dataDir)
 	opts := sluiceOpts{bin: env.sluiceBin, dataDir: dataDir, logPath: filepath.Join(env.rawDir, "sluice-"+spec.Name+".log"),
-		public: public, admin: admin, brokers: brokers}
+		public: public, admin: admin, brokers: brokers, env: env.sluiceEnv,
+		extra: append(append(slices.Clone(spec.Flags), env.sluiceFlags...), profileFlag(env.profile)...)}
 	first, err := startSluice(ctx, env.kids, opts)
 	if err != nil {
 		return res, err
@@ -188,6 +220,27 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			return false
 		}
 	}
+	var profiles sync.WaitGroup
+	defer profiles.Wait()
+	// profileFor takes a CPU profile of the current Sluice from now on.
+	profileFor := func(d time.Duration, label string) {
+		secs := int(d / time.Second)
+		if !env.profile || secs < 2 {
+			return
+		}
+		name := fmt.Sprintf("cpu-%s-%s.pprof", spec.Name, label)
+		profiles.Add(1)
+		go func() {
+			defer profiles.Done()
+			if err := fetchProfile(ctx, current().admin, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(env.rawDir, name)); err != nil {
+				logf("scenario %s: profile %s: %v", spec.Name, label, err)
+				return
+			}
+			mu.Lock()
+			res.Profiles = append(res.Profiles, name)
+			mu.Unlock()
+		}()
+	}
 	addWindow := func(from, to time.Time, label string) {
 		mu.Lock()
 		walls = append(walls, window{From: float64(from.UnixNano()) / 1e9, To: float64(to.UnixNano()) / 1e9, Label: label})
@@ -195,12 +248,19 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	}
 	onStart := func() {
 		t0 := time.Now() // warm-up is 0: the schedule starts about now
+		if spec.FaultAt > 3*time.Second {
+			if !sleepUntil(t0.Add(time.Second)) {
+				return
+			}
+			profileFor(spec.FaultAt-2*time.Second, "before")
+		}
 		switch spec.Fault {
 		case "outage":
 			if !sleepUntil(t0.Add(spec.FaultAt)) {
 				return
 			}
 			from := time.Now()
+			profileFor(spec.FaultFor, "during")
 			h := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
 			logf("scenario %s: every Produce now fails (NOT_ENOUGH_REPLICAS)", spec.Name)
 			sleepUntil(from.Add(spec.FaultFor))
@@ -208,11 +268,73 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			addWindow(from, time.Now(), "Kafka outage")
 			res.FaultHits = h.Hits()
 			logf("scenario %s: outage over; %d produce requests were failed", spec.Name, res.FaultHits)
+		case "slow":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			profileFor(spec.FaultFor, "during")
+			var slow atomic.Bool
+			var held atomic.Int64
+			slow.Store(true)
+			// Every Produce sleeps, then the broker handles it as usual;
+			// requests on one connection are still answered in order.
+			cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+				if !slow.Load() {
+					cluster.DropControl()
+					return nil, nil, false
+				}
+				cluster.KeepControl()
+				held.Add(1)
+				cluster.SleepControl(func() { time.Sleep(slowProduce) })
+				return nil, nil, false
+			})
+			logf("scenario %s: every Produce is now held %v", spec.Name, slowProduce)
+			sleepUntil(from.Add(spec.FaultFor))
+			slow.Store(false)
+			addWindow(from, time.Now(), "slow broker")
+			res.FaultHits = int(held.Load())
+			logf("scenario %s: slow broker over; %d produce requests were held", spec.Name, res.FaultHits)
+		case "nodes":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			profileFor(spec.FaultFor, "during")
+			_, portStr, _ := net.SplitHostPort(brokers[0])
+			port, _ := strconv.Atoi(portStr)
+			if err := cluster.RemoveNode(0); err != nil {
+				logf("scenario %s: remove broker 0: %v", spec.Name, err)
+				return
+			}
+			logf("scenario %s: broker 0 (%s) removed; its partitions moved", spec.Name, brokers[0])
+			sleepUntil(from.Add(spec.FaultFor / 2))
+			if _, _, err := cluster.AddNode(0, port); err != nil {
+				logf("scenario %s: add broker 0 back: %v", spec.Name, err)
+			} else {
+				logf("scenario %s: broker 0 added back on port %d; leaders reshuffled", spec.Name, port)
+			}
+			sleepUntil(from.Add(spec.FaultFor))
+			addWindow(from, time.Now(), "broker removed, added back")
+		case "partitions":
+			if !sleepUntil(t0.Add(spec.FaultAt)) {
+				return
+			}
+			from := time.Now()
+			profileFor(spec.FaultFor, "during")
+			if err := addPartitions(ctx, brokers, topic, 6); err != nil {
+				logf("scenario %s: %v", spec.Name, err)
+				return
+			}
+			logf("scenario %s: topic %s now has 6 more partitions", spec.Name, topic)
+			sleepUntil(from.Add(spec.FaultFor))
+			addWindow(from, time.Now(), "partitions added (window: 15 s after)")
 		case "shuffles":
 			if !sleepUntil(t0.Add(spec.FaultAt)) {
 				return
 			}
 			from := time.Now()
+			profileFor(spec.FaultFor, "during")
 			for i := 0; time.Since(from) < spec.FaultFor && ctx.Err() == nil; i++ {
 				cluster.ShufflePartitionLeaders()
 				res.Shuffles++
@@ -299,7 +421,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 		// Before and after: the whole seconds outside the window; during:
 		// every second that overlaps it.
 		w := res.Windows[0]
-		res.Before = mergeSeconds(run.Seconds, 0, math.Floor(w.From)-0.5)
+		res.Before = mergeSeconds(run.Seconds, min(scenarioWarmup.Seconds(), math.Floor(w.From)-1), math.Floor(w.From)-0.5)
 		res.During = mergeSeconds(run.Seconds, w.From, w.To)
 		res.After = mergeSeconds(run.Seconds, math.Ceil(w.To)+0.5, end)
 	}
@@ -364,4 +486,13 @@ func everySecond(sample func()) (stop func()) {
 		once.Do(func() { close(done) })
 		wg.Wait()
 	}
+}
+
+// profileFlag is the "sluice serve" flag that serves /debug/pprof, when
+// bench takes profiles.
+func profileFlag(on bool) []string {
+	if on {
+		return []string{"--pprof"}
+	}
+	return nil
 }

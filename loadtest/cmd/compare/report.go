@@ -5,24 +5,12 @@ import (
 	"math"
 	"os/exec"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"time"
-)
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+	"github.com/sluice-gateway/sluice/loadtest/internal/stats"
+)
 
 // med is the median of f over runs.
 func med(runs []*run, f func(*run) float64) float64 {
@@ -30,7 +18,7 @@ func med(runs []*run, f func(*run) float64) float64 {
 	for _, r := range runs {
 		xs = append(xs, f(r))
 	}
-	return median(xs)
+	return stats.Median(xs)
 }
 
 func statusSummary(runs []*run) string {

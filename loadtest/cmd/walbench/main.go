@@ -43,6 +43,8 @@ import (
 	"github.com/sluice-gateway/sluice/buffer"
 	"github.com/sluice-gateway/sluice/loadtest/internal/fsyncprobe"
 	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
+
+	"github.com/sluice-gateway/sluice/loadtest/internal/stats"
 )
 
 type config struct {
@@ -342,16 +344,6 @@ func (h histo) quantile(q float64) float64 {
 	return h.bounds[len(h.bounds)-1]
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
 // row collects one C's rounds.
 type row struct {
 	events, perFsync, p50, p99, plainEvents, plainP50, plainP99, ratio []float64
@@ -393,8 +385,8 @@ func run(cfg config, out, progress io.Writer) error {
 	for i, c := range cfg.callers {
 		w := rows[i]
 		fmt.Fprintf(out, "| %d | %.0f | %.1f | %s / %s ms | %.0f | %s / %s ms | **%.3f** |\n",
-			c, median(w.events), median(w.perFsync), ms(median(w.p50)), ms(median(w.p99)),
-			median(w.plainEvents), ms(median(w.plainP50)), ms(median(w.plainP99)), median(w.ratio))
+			c, stats.Median(w.events), stats.Median(w.perFsync), ms(stats.Median(w.p50)), ms(stats.Median(w.p99)),
+			stats.Median(w.plainEvents), ms(stats.Median(w.plainP50)), ms(stats.Median(w.plainP99)), stats.Median(w.ratio))
 	}
 	return nil
 }

@@ -35,15 +35,6 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestMedian(t *testing.T) {
-	if got := median([]float64{3, 1, 2}); got != 2 {
-		t.Errorf("median of 3 = %v", got)
-	}
-	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
-		t.Errorf("median of 4 = %v", got)
-	}
-}
-
 // TestRun runs both kinds of round briefly and checks the table.
 func TestRun(t *testing.T) {
 	var out, progress bytes.Buffer
