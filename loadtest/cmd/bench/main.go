@@ -98,7 +98,7 @@ func main() {
 	flag.Float64Var(&c.quietCores, "quiet-cores", 0.3, "before each series and scenario, wait until the machine (servers idle) uses at most this many cores...")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 15*time.Second, "...or this long at most...")
 	flag.DurationVar(&c.quietBudget, "quiet-budget", 60*time.Second, "...and this long in all (the report notes every wait)")
-	flag.BoolVar(&c.profile, "profile", false, "scenarios: run Sluice with --pprof and save CPU profiles before and during each fault (raw/cpu-<scenario>-<before|during>.pprof)")
+	flag.BoolVar(&c.profile, "profile", false, "scenarios: run Sluice with --pprof and save a CPU profile and a 5 s execution trace before and during each fault (raw/cpu-<scenario>-<run>-<before|during>.pprof, raw/trace-….out)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, data dirs)")
 	c.backlog = defaultBacklog
 	flag.Float64Var(&c.backlog.Events, "backlog-events", c.backlog.Events, "backlog scenario: records to pile up in the WAL while Kafka is down")
@@ -370,8 +370,7 @@ func bench(ctx context.Context, c *config) (err error) {
 					break
 				}
 				waitQuiet(c, res, "scenario "+name)
-				sr, err := runScenario(ctx, env, spec, rate)
-				sr.Repeat = rep
+				sr, err := runScenario(ctx, env, spec, rate, rep)
 				if err != nil {
 					sr.Err = err.Error()
 					logf("scenario %s: %v", name, err)

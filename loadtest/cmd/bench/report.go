@@ -313,7 +313,7 @@ func writeScenarios(b *strings.Builder, res *results) {
 			}
 		}
 		if len(sr.Profiles) > 0 {
-			notes = append(notes, "CPU profiles: raw/"+strings.Join(sr.Profiles, ", raw/"))
+			notes = append(notes, "CPU profiles and traces: raw/"+strings.Join(sr.Profiles, ", raw/"))
 		}
 		if sr.Spec.Fault == "shuffles" {
 			notes = append(notes, fmt.Sprintf("%d leader shuffles (kfake ShufflePartitionLeaders: every partition gets a random leader of 3 and a new epoch)", sr.Shuffles))

@@ -129,7 +129,7 @@ type scenarioResult struct {
 	Drained    bool         `json:"drained"`
 	FaultHits  int          `json:"fault_hits,omitempty"` // produce requests the outage failed (or the slow broker held)
 	Shuffles   int          `json:"shuffles,omitempty"`
-	Profiles   []string     `json:"profiles,omitempty"` // CPU profiles taken (-profile), relative to raw/
+	Profiles   []string     `json:"profiles,omitempty"` // CPU profiles and traces taken (-profile), relative to raw/
 	Restart    *restartInfo `json:"restart,omitempty"`
 	Stop       string       `json:"stop"` // how Sluice ended after the scenario
 	Warnings   []string     `json:"warnings"`
@@ -154,8 +154,8 @@ type scenarioEnv struct {
 
 // runScenario runs one scenario on a fresh kfake cluster (3 brokers) and a
 // fresh Sluice, then reads the topic back.
-func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate float64) (*scenarioResult, error) {
-	res := &scenarioResult{Spec: spec, Rate: rate}
+func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate float64, rep int) (*scenarioResult, error) {
+	res := &scenarioResult{Spec: spec, Rate: rate, Repeat: rep}
 	cluster, err := startKafka(3)
 	if err != nil {
 		return res, err
@@ -223,23 +223,33 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	var profiles sync.WaitGroup
 	defer profiles.Wait()
 	// profileFor takes a CPU profile of the current Sluice from now on.
+	// With -profile, CPU and allocation profiles of the window, and a 5 s execution trace
+	// from its middle (go tool trace -pprof=sched shows who waited to run).
 	profileFor := func(d time.Duration, label string) {
 		secs := int(d / time.Second)
 		if !env.profile || secs < 2 {
 			return
 		}
-		name := fmt.Sprintf("cpu-%s-%s.pprof", spec.Name, label)
-		profiles.Add(1)
-		go func() {
+		fetch := func(after time.Duration, what, name string) {
 			defer profiles.Done()
-			if err := fetchProfile(ctx, current().admin, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(env.rawDir, name)); err != nil {
-				logf("scenario %s: profile %s: %v", spec.Name, label, err)
+			select {
+			case <-time.After(after):
+			case <-ctx.Done():
+				return
+			}
+			if err := fetchProfile(ctx, current().admin, what, filepath.Join(env.rawDir, name)); err != nil {
+				logf("scenario %s: %s: %v", spec.Name, name, err)
 				return
 			}
 			mu.Lock()
 			res.Profiles = append(res.Profiles, name)
 			mu.Unlock()
-		}()
+		}
+		base := fmt.Sprintf("%s-%d-%s", spec.Name, rep, label)
+		profiles.Add(3)
+		go fetch(0, fmt.Sprintf("profile?seconds=%d", secs), "cpu-"+base+".pprof")
+		go fetch(0, fmt.Sprintf("allocs?seconds=%d", secs), "allocs-"+base+".pprof")
+		go fetch(max(0, d/2-2500*time.Millisecond), "trace?seconds=5", "trace-"+base+".out")
 	}
 	addWindow := func(from, to time.Time, label string) {
 		mu.Lock()

@@ -41,6 +41,7 @@ import (
 	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
 	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
 	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/stats"
 )
 
 type config struct {
@@ -336,17 +337,12 @@ func summarize(results []result) summary {
 	return s
 }
 
+// median is stats.Median, 0 for none (no control windows).
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
-	s := slices.Clone(xs)
-	sort.Float64s(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
+	return stats.Median(xs)
 }
 
 // fetchProfile saves a CPU profile of Sluice over the window (after
