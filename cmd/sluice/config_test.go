@@ -75,6 +75,8 @@ func TestServeConfigValidation(t *testing.T) {
 		{[]string{"--buffer-when-full=panic"}, `--buffer-when-full: unknown policy "panic"`},
 		{[]string{"--wal-linger=1s"}, "--wal-linger must be between 0 and 10ms"},
 		{[]string{"--ship-catchup-rate=-1"}, "--ship-catchup-rate must not be negative"},
+		{[]string{"--ship-max-in-flight=0"}, "--ship-max-in-flight must be between 1 and 16384, got 0"},
+		{[]string{"--ship-max-in-flight=20000"}, "--ship-max-in-flight must be between 1 and 16384, got 20000"},
 		{[]string{"--rate-limit=-5"}, "--rate-limit must not be negative"},
 		{[]string{"--read-timeout=0s"}, "--read-timeout, --write-timeout and --idle-timeout must be positive"},
 		{[]string{"--max-conns=0"}, "--max-conns must be positive"},

@@ -68,6 +68,7 @@ type serveConfig struct {
 
 	checkpointInterval time.Duration
 	catchUpRate        float64
+	shipMaxInFlight    int
 	drainTimeout       time.Duration
 	shutdownDelay      time.Duration
 	logLevel           string
@@ -114,6 +115,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.bufferSoftBytes, "buffer-soft-bytes", "soft limit: past it clients that can retry get 503 + Retry-After while pixels and sendBeacon are still accepted (default 80% of --buffer-max-bytes)")
 	fs.StringVar(&c.bufferWhenFull, "buffer-when-full", "reject", "at the hard limit or on a full disk: reject (503 + Retry-After) or drop-newest (202, events dropped and counted)")
 	fs.DurationVar(&c.walLinger, "wal-linger", 200*time.Microsecond, "while the disk is busy, how long a group commit waits for more records (0: never; an idle writer never waits)")
+	fs.IntVar(&c.shipMaxInFlight, "ship-max-in-flight", 4096, "most records handed to the Kafka producer and not yet acknowledged (what it holds while Kafka is slow or down)")
 	fs.Float64Var(&c.catchUpRate, "ship-catchup-rate", 50000, "most records per second read back from the WAL to catch up after an outage, so catching up leaves CPU for live requests (0: no cap)")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "most often the shipped position is persisted; bounds duplicates after a crash")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, longest wait for the buffer to drain to Kafka (the rest ships on the next start)")
@@ -179,6 +181,9 @@ func (c *serveConfig) validate() error {
 	check(c.walLinger >= 0 && c.walLinger <= 10*time.Millisecond, "--wal-linger must be between 0 and 10ms, got %v", c.walLinger)
 	check(c.checkpointInterval > 0, "--checkpoint-interval must be positive")
 	check(c.catchUpRate >= 0, "--ship-catchup-rate must not be negative")
+	// The producer buffers at most 20 000 records (kafka.Config.MaxBufferedRecords):
+	// more in flight would block the shipper inside Send.
+	check(c.shipMaxInFlight >= 1 && c.shipMaxInFlight <= 16384, "--ship-max-in-flight must be between 1 and 16384, got %d", c.shipMaxInFlight)
 	check(c.drainTimeout >= 0, "--drain-timeout must not be negative")
 	check(c.shutdownDelay >= 0, "--shutdown-delay must not be negative")
 	_, err = parseLevel(c.logLevel)
@@ -340,7 +345,7 @@ func runServe(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	}
 	shipper := buffer.NewShipper(buf, sink, buffer.ShipperConfig{
 		CheckpointInterval: c.checkpointInterval, Logger: log, Registerer: reg,
-		DeadLetter: enrich.DeadLetterRecord, CatchUpRate: c.catchUpRate,
+		DeadLetter: enrich.DeadLetterRecord, CatchUpRate: c.catchUpRate, MaxInFlight: c.shipMaxInFlight,
 	})
 	pipeline := enrich.New(buf, enrich.Config{
 		Workers: c.workers, QueueSize: c.intakeSize, TrustedProxies: proxies, IP: anonymizer, Ledger: buf.Ledger(),
