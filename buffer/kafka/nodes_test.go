@@ -3,7 +3,6 @@ package kafka
 import (
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,45 +23,9 @@ func TestShipperThroughBrokerRemovedAndAdded(t *testing.T) {
 	})
 	keys := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 
-	var mu sync.Mutex
-	written := map[uint64]bool{}
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			first, last, err := r.tryAppend(keyedRecords(keys, len(keys), -1))
-			if err != nil {
-				t.Errorf("writer: %v", err)
-				return
-			}
-			mu.Lock()
-			for i := first; i <= last; i++ {
-				written[i] = true
-			}
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		<-stopped
-	}()
-	shippedPast := func(what string, n uint64) {
-		t.Helper()
-		target := r.buf.LastIndex() + n
-		waitFor(t, what, func() bool { return r.ship.AckedIndex() >= target })
-	}
-	shippedPast("records shipping normally", 200)
+	w := startKeyedWriter(t, r, keys, time.Millisecond)
+	defer w.halt() // on a failed test, before the cleanups close the buffer
+	r.shippedPast(t, "records shipping normally", 200)
 
 	addr := c.ListenAddrs()[0]
 	_, portStr, _ := net.SplitHostPort(addr)
@@ -70,17 +33,14 @@ func TestShipperThroughBrokerRemovedAndAdded(t *testing.T) {
 	if err := c.RemoveNode(0); err != nil {
 		t.Fatal(err)
 	}
-	shippedPast("shipping with broker 0 gone", 500)
+	r.shippedPast(t, "shipping with broker 0 gone", 500)
 	if _, _, err := c.AddNode(0, port); err != nil {
 		t.Fatalf("add broker 0 back on %s: %v", addr, err)
 	}
-	shippedPast("shipping with broker 0 back", 2000)
+	r.shippedPast(t, "shipping with broker 0 back", 2000)
 
-	close(stop)
-	<-stopped
+	written := w.halt()
 	r.drain(t)
-	mu.Lock()
-	defer mu.Unlock()
 	got := consume(t, c.ListenAddrs(), len(written), testTopic)
 	checkWALOrder(t, got, written)
 	t.Logf("%d records through a broker removed and added back", len(got))

@@ -109,6 +109,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// shippedPast waits until the shipper has shipped n records past the WAL's
+// last index as of now.
+func (r *shipRig) shippedPast(t *testing.T, what string, n uint64) {
+	t.Helper()
+	target := r.buf.LastIndex() + n
+	waitFor(t, what, func() bool { return r.ship.AckedIndex() >= target })
+}
+
 func (r *shipRig) waitBreaker(t *testing.T, state string) {
 	t.Helper()
 	waitFor(t, "the breaker "+state, func() bool { return r.ship.Status().Breaker == state })
@@ -323,16 +331,56 @@ func TestShipperKeepsPerKeyOrderThroughFaults(t *testing.T) {
 	keys := []string{"alice", "bob", "carol", "dave"}
 
 	// The writer appends a request of 4 records every 2ms until stopped.
-	var mu sync.Mutex
-	written := map[uint64]bool{}
-	stop, stopped := make(chan struct{}), make(chan struct{})
+	w := startKeyedWriter(t, r, keys, 2*time.Millisecond)
+	defer w.halt() // on a failed test, before the cleanups close the buffer
+
+	r.shippedPast(t, "records shipping normally", 50)
+
+	hung := holdProduces(c)
+	r.waitBreaker(t, "open")
+	hung.release()
+	r.waitBreaker(t, "closed")
+	r.shippedPast(t, "shipping after the hung broker", 50)
+
+	denied := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: testTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	r.waitBreaker(t, "open")
+	denied.Remove()
+	r.waitBreaker(t, "closed")
+	r.shippedPast(t, "shipping after the authorization outage", 50)
+
+	moved := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: testTopic, Err: kerr.NotLeaderForPartition, Count: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := moved.Wait(ctx, 2); err != nil {
+		t.Fatalf("leader-move faults not hit: %v", err)
+	}
+	r.shippedPast(t, "shipping after the leader moves", 50)
+
+	written := w.halt()
+	r.drain(t)
+	got := consume(t, c.ListenAddrs(), len(written), testTopic)
+	checkWALOrder(t, got, written)
+	t.Logf("%d records through a hung broker, an authorization outage and leader moves", len(got))
+}
+
+// keyedWriter appends a request of one record per key every interval, on
+// its own goroutine, until halted.
+type keyedWriter struct {
+	mu            sync.Mutex
+	written       map[uint64]bool
+	stop, stopped chan struct{}
+	once          sync.Once
+}
+
+func startKeyedWriter(t *testing.T, r *shipRig, keys []string, every time.Duration) *keyedWriter {
+	w := &keyedWriter{written: map[uint64]bool{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(2 * time.Millisecond)
+		defer close(w.stopped)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-w.stop:
 				return
 			case <-tick.C:
 			}
@@ -341,55 +389,22 @@ func TestShipperKeepsPerKeyOrderThroughFaults(t *testing.T) {
 				t.Errorf("writer: %v", err)
 				return
 			}
-			mu.Lock()
+			w.mu.Lock()
 			for i := first; i <= last; i++ {
-				written[i] = true
+				w.written[i] = true
 			}
-			mu.Unlock()
+			w.mu.Unlock()
 		}
 	}()
-	defer func() { // on a failed test, before the cleanups close the buffer
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		<-stopped
-	}()
-	shippedPast := func(what string, n uint64) {
-		t.Helper()
-		target := r.buf.LastIndex() + n
-		waitFor(t, what, func() bool { return r.ship.AckedIndex() >= target })
-	}
+	return w
+}
 
-	shippedPast("records shipping normally", 50)
-
-	hung := holdProduces(c)
-	r.waitBreaker(t, "open")
-	hung.release()
-	r.waitBreaker(t, "closed")
-	shippedPast("shipping after the hung broker", 50)
-
-	denied := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: testTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
-	r.waitBreaker(t, "open")
-	denied.Remove()
-	r.waitBreaker(t, "closed")
-	shippedPast("shipping after the authorization outage", 50)
-
-	moved := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: testTopic, Err: kerr.NotLeaderForPartition, Count: 2})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := moved.Wait(ctx, 2); err != nil {
-		t.Fatalf("leader-move faults not hit: %v", err)
-	}
-	shippedPast("shipping after the leader moves", 50)
-
-	close(stop)
-	<-stopped
-	r.drain(t)
-	mu.Lock()
-	defer mu.Unlock()
-	got := consume(t, c.ListenAddrs(), len(written), testTopic)
-	checkWALOrder(t, got, written)
-	t.Logf("%d records through a hung broker, an authorization outage and leader moves", len(got))
+// halt stops the writer, waits for it and returns the indices it wrote; it
+// may be called more than once.
+func (w *keyedWriter) halt() map[uint64]bool {
+	w.once.Do(func() { close(w.stop) })
+	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.written
 }

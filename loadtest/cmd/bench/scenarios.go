@@ -264,13 +264,15 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			}
 			profileFor(spec.FaultAt-2*time.Second, "before")
 		}
+		if spec.Fault == "none" || !sleepUntil(t0.Add(spec.FaultAt)) {
+			return
+		}
+		from := time.Now()
+		if spec.Fault != "restart" {
+			profileFor(spec.FaultFor, "during")
+		}
 		switch spec.Fault {
 		case "outage":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
-			profileFor(spec.FaultFor, "during")
 			h := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
 			logf("scenario %s: every Produce now fails (NOT_ENOUGH_REPLICAS)", spec.Name)
 			sleepUntil(from.Add(spec.FaultFor))
@@ -279,11 +281,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			res.FaultHits = h.Hits()
 			logf("scenario %s: outage over; %d produce requests were failed", spec.Name, res.FaultHits)
 		case "slow":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
-			profileFor(spec.FaultFor, "during")
 			var slow atomic.Bool
 			var held atomic.Int64
 			slow.Store(true)
@@ -306,11 +303,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			res.FaultHits = int(held.Load())
 			logf("scenario %s: slow broker over; %d produce requests were held", spec.Name, res.FaultHits)
 		case "nodes":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
-			profileFor(spec.FaultFor, "during")
 			_, portStr, _ := net.SplitHostPort(brokers[0])
 			port, _ := strconv.Atoi(portStr)
 			if err := cluster.RemoveNode(0); err != nil {
@@ -327,11 +319,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			sleepUntil(from.Add(spec.FaultFor))
 			addWindow(from, time.Now(), "broker removed, added back")
 		case "partitions":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
-			profileFor(spec.FaultFor, "during")
 			if err := addPartitions(ctx, brokers, topic, 6); err != nil {
 				logf("scenario %s: %v", spec.Name, err)
 				return
@@ -340,11 +327,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			sleepUntil(from.Add(spec.FaultFor))
 			addWindow(from, time.Now(), "partitions added (window: 15 s after)")
 		case "shuffles":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
-			profileFor(spec.FaultFor, "during")
 			for i := 0; time.Since(from) < spec.FaultFor && ctx.Err() == nil; i++ {
 				cluster.ShufflePartitionLeaders()
 				res.Shuffles++
@@ -353,10 +335,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			addWindow(from, time.Now(), "leader shuffles")
 			logf("scenario %s: %d leader shuffles done", spec.Name, res.Shuffles)
 		case "restart":
-			if !sleepUntil(t0.Add(spec.FaultAt)) {
-				return
-			}
-			from := time.Now()
 			ri := &restartInfo{}
 			res.Restart = ri
 			old := current()
