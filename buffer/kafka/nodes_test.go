@@ -39,9 +39,6 @@ func TestShipperThroughBrokerRemovedAndAdded(t *testing.T) {
 	}
 	r.shippedPast(t, "shipping with broker 0 back", 2000)
 
-	written := w.halt()
-	r.drain(t)
-	got := consume(t, c.ListenAddrs(), len(written), testTopic)
-	checkWALOrder(t, got, written)
-	t.Logf("%d records through a broker removed and added back", len(got))
+	n := r.checkShippedInOrder(t, c, w)
+	t.Logf("%d records through a broker removed and added back", n)
 }

@@ -356,11 +356,19 @@ func TestShipperKeepsPerKeyOrderThroughFaults(t *testing.T) {
 	}
 	r.shippedPast(t, "shipping after the leader moves", 50)
 
+	n := r.checkShippedInOrder(t, c, w)
+	t.Logf("%d records through a hung broker, an authorization outage and leader moves", n)
+}
+
+// checkShippedInOrder halts the writer, drains the shipper and checks every
+// record written is in Kafka, each key in WAL order; it returns how many.
+func (r *shipRig) checkShippedInOrder(t *testing.T, c *kfake.Cluster, w *keyedWriter) int {
+	t.Helper()
 	written := w.halt()
 	r.drain(t)
 	got := consume(t, c.ListenAddrs(), len(written), testTopic)
 	checkWALOrder(t, got, written)
-	t.Logf("%d records through a hung broker, an authorization outage and leader moves", len(got))
+	return len(got)
 }
 
 // keyedWriter appends a request of one record per key every interval, on
