@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
 	"github.com/sluice-gateway/sluice/loadtest/internal/promtext"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 )
 
 // The backlog scenario (issue #4: "the backlog lives on disk"): with every
@@ -521,33 +520,7 @@ func (b bitmap) orAt(o bitmap, offset uint64) bitmap {
 // fetchHeapProfile saves Sluice's heap profile after a GC (so in-use is
 // what is live).
 func fetchHeapProfile(ctx context.Context, admin, path string) error {
-	return fetchProfile(ctx, admin, "heap?gc=1", path)
-}
-
-// fetchProfile saves /debug/pprof/<what> from Sluice's admin port (it needs
-// --pprof); a CPU profile ("profile?seconds=N") takes N seconds.
-func fetchProfile(ctx context.Context, admin, what, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/"+what, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /debug/pprof/%s: %s", what, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return sluiceproc.FetchPprof(ctx, admin, "heap?gc=1", path)
 }
 
 // otherCores is the mean CPU, in cores, that neither Sluice, bench (kfake)

@@ -237,7 +237,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			case <-ctx.Done():
 				return
 			}
-			if err := fetchProfile(ctx, current().admin, what, filepath.Join(env.rawDir, name)); err != nil {
+			if err := sluiceproc.FetchPprof(ctx, current().admin, what, filepath.Join(env.rawDir, name)); err != nil {
 				logf("scenario %s: %s: %v", spec.Name, name, err)
 				return
 			}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -305,8 +303,9 @@ func profileSluice(ctx context.Context, c *config, loadgenBin, sluiceBin string,
 	rn := &run{}
 	err := loadRun(ctx, c, loadgenBin, "http://"+sl.public+"/v1/beacon", sl.pid, "single",
 		time.Duration(c.profileSeconds)*time.Second+time.Second, time.Second, rn, func() {
-			profErr = fetchTo(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sl.admin, c.profileSeconds),
-				p.Path, time.Duration(c.profileSeconds+15)*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, time.Duration(c.profileSeconds+15)*time.Second)
+			defer cancel()
+			profErr = sluiceproc.FetchPprof(pctx, sl.admin, fmt.Sprintf("profile?seconds=%d", c.profileSeconds), p.Path)
 		}, nil)
 	if err != nil {
 		return nil, err
@@ -353,33 +352,6 @@ func profileSluice(ctx context.Context, c *config, loadgenBin, sluiceBin string,
 		logf("after the profile: %v", err)
 	}
 	return p, nil
-}
-
-func fetchTo(ctx context.Context, url, path string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s %s", url, resp.Status, bytes.TrimSpace(b))
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // fsyncProbe appends 4 KiB and fsyncs, over and over for d, in dir (the

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +40,7 @@ import (
 	"github.com/sluice-gateway/sluice/loadtest/internal/hist"
 	"github.com/sluice-gateway/sluice/loadtest/internal/loadgenout"
 	"github.com/sluice-gateway/sluice/loadtest/internal/procstat"
+	"github.com/sluice-gateway/sluice/loadtest/internal/sluiceproc"
 	"github.com/sluice-gateway/sluice/loadtest/internal/stats"
 )
 
@@ -349,24 +349,9 @@ func median(xs []float64) float64 {
 // loadgen's one-second warm-up) to path.
 func fetchProfile(admin string, window time.Duration, path string) error {
 	time.Sleep(time.Second)
-	cl := http.Client{Timeout: window + 10*time.Second}
-	resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(window.Seconds()))))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s (is sluice serve running with --pprof?)", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), window+10*time.Second)
+	defer cancel()
+	return sluiceproc.FetchPprof(ctx, admin, fmt.Sprintf("profile?seconds=%d", max(1, int(window.Seconds()))), path)
 }
 
 // selfCPU is this process's user+system CPU seconds (the attackers' cost:

@@ -1,7 +1,12 @@
 package sluiceproc
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -69,5 +74,28 @@ func TestCommandDropsSluiceEnv(t *testing.T) {
 	cmd := Command("true")
 	if slices.Contains(cmd.Env, "SLUICE_LISTEN=x") || !slices.Contains(cmd.Env, "OTHER_VAR=y") {
 		t.Errorf("env %q", cmd.Env)
+	}
+}
+
+func TestFetchPprof(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/pprof/heap" {
+			http.Error(w, "404 page not found", http.StatusNotFound)
+			return
+		}
+		w.Write([]byte("profile bytes"))
+	}))
+	defer srv.Close()
+	admin := strings.TrimPrefix(srv.URL, "http://")
+	path := filepath.Join(t.TempDir(), "heap.pprof")
+	if err := FetchPprof(context.Background(), admin, "heap?gc=1", path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "profile bytes" {
+		t.Errorf("saved %q, %v", b, err)
+	}
+	err := FetchPprof(context.Background(), admin, "profile?seconds=1", filepath.Join(t.TempDir(), "cpu.pprof"))
+	if err == nil || !strings.Contains(err.Error(), "404 Not Found 404 page not found (is sluice serve running with --pprof?)") {
+		t.Errorf("a gateway without --pprof: %v", err)
 	}
 }
