@@ -117,7 +117,11 @@ type Buffer struct {
 	firstIdx atomic.Uint64 // first index still on disk
 	walBytes atomic.Int64  // bytes of segment files on disk
 	segBytes atomic.Int64  // bytes in the tail segment, to see tidwall cycle it
-	noSpace  atomic.Bool   // the last failed write was ENOSPC; cleared by a good one
+	cycles   atomic.Uint64 // segments tidwall/wal started since Open, by the same reckoning
+
+	sealedMu sync.Mutex   // guards sealed: the shipper reads, Close closes
+	sealed   sealedCursor // the shipper's reads of sealed segments
+	noSpace  atomic.Bool  // the last failed write was ENOSPC; cleared by a good one
 
 	removedSegments atomic.Int64 // segment files deleted since the last (re)open
 
@@ -173,6 +177,7 @@ func Open(cfg Config) (*Buffer, error) {
 
 		reopenEvery: time.Second,
 	}
+	b.sealed.dir = cfg.Dir
 	// The checkpoint first: the open checks only the segments past it.
 	if b.initAcked, err = readCheckpoint(cfg.Dir); err != nil {
 		// Refusing to start would crash-loop the gateway over a file whose
@@ -514,6 +519,7 @@ func (b *Buffer) account(group []*appendReq) {
 	b.segBytes.Store(seg)
 	b.walBytes.Add(written)
 	if cycled {
+		b.cycles.Add(1)
 		if err := syncDir(b.cfg.Dir); err != nil {
 			b.log.Error("sync wal directory after a new segment", "err", err)
 		}
@@ -601,12 +607,18 @@ func (b *Buffer) reopenLocked(why string) bool {
 
 // read returns the frame at index. Only the shipper goroutine calls it.
 func (b *Buffer) read(index uint64) ([]byte, error) {
+	b.sealedMu.Lock()
+	defer b.sealedMu.Unlock()
+	if frame, ok := b.sealed.frame(index, b.cycles.Load()); ok {
+		return frame, nil
+	}
 	frame, err := b.readEntry(index)
 	if !isSegmentDamage(err) {
 		return frame, err
 	}
 	// The segment file holding index is damaged: rebuild it (the damage
 	// quarantined, lost records as placeholders) and read again.
+	b.sealed.forget()
 	if err := b.repairSegmentHolding(index, err); err != nil {
 		return nil, err
 	}
@@ -701,6 +713,9 @@ func (b *Buffer) Close() error {
 			b.closeErr = fmt.Errorf("close wal %s: %w", b.cfg.Dir, err)
 		}
 		b.mu.Unlock()
+		b.sealedMu.Lock()
+		b.sealed.close()
+		b.sealedMu.Unlock()
 		b.lockF.Close()
 		b.metrics.unregister()
 		b.log.Info("buffer closed", "last_index", b.lastIndex.Load())

@@ -91,7 +91,7 @@ type entryReader struct {
 	buf  []byte
 }
 
-func newEntryReader(f *os.File, size int64) *entryReader {
+func newEntryReader(f io.Reader, size int64) *entryReader {
 	return &entryReader{r: bufio.NewReaderSize(io.LimitReader(f, size), 64<<10), size: size}
 }
 

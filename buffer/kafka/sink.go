@@ -143,7 +143,7 @@ func New(cfg Config) (*Sink, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka sink: no brokers")
 	}
-	codec, err := CompressionCodec(cfg.Compression)
+	compression, err := compressionOpt(cfg.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
@@ -157,7 +157,7 @@ func New(cfg Config) (*Sink, error) {
 		kgo.ClientID(cfg.ClientID),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerBatchCompression(codec),
+		compression,
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),

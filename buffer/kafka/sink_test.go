@@ -534,7 +534,7 @@ func TestCompressionCodec(t *testing.T) {
 // zstd 4), and that the empty default is lz4.
 func TestSinkAppliesCompression(t *testing.T) {
 	c := newCluster(t)
-	want := map[string]uint8{"": 3, "zstd": 4, "lz4": 3, "snappy": 2, "gzip": 1, "none": 0}
+	want := map[string]uint8{"": 3, "zstd": 4, "lz4": 3, "LZ4": 3, "snappy": 2, "gzip": 1, "none": 0}
 	for name := range want {
 		s := newSink(t, c.ListenAddrs(), func(cfg *Config) { cfg.Compression = name })
 		// Very compressible, so franz-go keeps the compressed form.
