@@ -71,8 +71,11 @@ bench-backlog:
 # Every Kafka fault scenario (outage, slow broker, leader shuffles, a broker removed and
 # added back, partitions increased, restart) three times at 5 000 events/s (~25 minutes):
 # p99 before/during/after and their ratios, backlog, drain, acked vs found, per-key order.
+# Every fault scenario FAULT_RUNS times (about 8 minutes a round); the report
+# gives each run's ratios, their medians and the pooled p99s.
+FAULT_RUNS ?= 5
 bench-faults:
-	$(GO) run ./loadtest/cmd/bench -kinds '' -scenario-rate 5000 -scenario-runs 3 \
+	$(GO) run ./loadtest/cmd/bench -kinds '' -scenario-rate 5000 -scenario-runs $(FAULT_RUNS) \
 		-scenarios healthy,outage,slow,shuffles,nodes,partitions,restart -out loadtest/results/$$(date -u +%Y%m%dT%H%M%SZ)
 
 clean:

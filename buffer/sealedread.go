@@ -70,6 +70,11 @@ func (c *sealedCursor) frame(index, cycles uint64) (frame []byte, ok bool) {
 	c.er.buf = nil
 	c.next++
 	c.served++
+	if c.next == c.end {
+		// Done with the file: the shipper may now read from memory for
+		// hours, and an open file would keep a removed segment's space.
+		c.close()
+	}
 	return e.frame, true
 }
 

@@ -147,7 +147,8 @@ func TestSealedReadLeavesDamagedSegmentsToRepair(t *testing.T) {
 	}
 }
 
-// Close closes the segment file the cursor holds open.
+// The cursor closes a segment file once read to its end, and Close closes
+// the one it holds open.
 func TestCloseClosesSealedCursor(t *testing.T) {
 	dir := t.TempDir()
 	b, err := Open(Config{Dir: dir, SegmentBytes: 512, Logger: quietLogger})
@@ -162,6 +163,23 @@ func TestCloseClosesSealedCursor(t *testing.T) {
 	if f == nil {
 		t.Fatal("the cursor holds no file after a sealed read")
 	}
+	// Reading a segment to its end closes it: a removed segment's space
+	// must not be held while the shipper reads from memory.
+	for i := uint64(2); i < b.sealed.end; i++ {
+		if _, err := b.read(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.sealed.f != nil {
+		t.Fatal("the cursor kept its segment open after reading all of it")
+	}
+	if err := f.Close(); err == nil {
+		t.Error("the finished segment's file was still open")
+	}
+	if _, err := b.read(1); err != nil {
+		t.Fatal(err)
+	}
+	f = b.sealed.f
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

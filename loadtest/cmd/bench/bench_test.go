@@ -288,3 +288,70 @@ func TestKeyOrder(t *testing.T) {
 		t.Errorf("sample %q", o.Sample)
 	}
 }
+
+// stallRun is a 6 s scenario run with its fault window over seconds 3-5: a
+// 1000-request second at fast each, but second stallAt (if >= 0) is slow,
+// and the sample after it shows a WAL fsync over 51.2 ms if fsyncStall.
+func stallRun(fast, slow uint64, stallAt int, fsyncStall bool) *scenarioResult {
+	sr := &scenarioResult{
+		Spec:    scenarioSpec{Name: "slow", Fault: "slow", Duration: 6 * time.Second, FaultAt: 3 * time.Second, FaultFor: 3 * time.Second},
+		Run:     &openRun{},
+		Windows: []window{{From: 3, To: 6}},
+	}
+	var slowFsyncs float64
+	for t := range 6 {
+		b := fast
+		if t == stallAt {
+			b = slow
+		}
+		sr.Run.Seconds = append(sr.Run.Seconds, secondLine{T: t, Offered: 1000, OK: 1000, MaxMs: 100, Hist: [][2]uint64{{b, 1000}}})
+		if t == stallAt && fsyncStall {
+			slowFsyncs++
+		}
+		sr.Samples = append(sr.Samples, sluiceSample{T: float64(t) + 0.95, Up: true, SlowFsyncs: slowFsyncs})
+	}
+	before, during, _ := phaseSpans(sr.Windows[0], 6)
+	sr.Before = mergeSeconds(sr.Run.Seconds, before[0], before[1])
+	sr.During = mergeSeconds(sr.Run.Seconds, during[0], during[1])
+	return sr
+}
+
+// A disk stall in the during window moves its p99; left out of both
+// windows, the ratio is the Kafka fault's own. Without a stall the two
+// ratios agree.
+func TestStallFreeRatio(t *testing.T) {
+	stalled := stallRun(900, 1700, 4, true)
+	if r, _, ok := stalled.pRatios(); !ok || r <= 1.5 {
+		t.Fatalf("ratio during %v (%v), want the stall's", r, ok)
+	}
+	c, sb, sd, ok := stalled.stallFreeRatio()
+	if !ok || c != 1 || sb != 0 || sd != 2 {
+		t.Errorf("stall-free ratio %v, stalls %d/%d (%v); want 1, 0/2 (the stall's second and the one before)", c, sb, sd, ok)
+	}
+	// A slow second without a disk stall is the fault's: it stays.
+	slowOnly := stallRun(900, 1700, 4, false)
+	if c, _, sd, ok := slowOnly.stallFreeRatio(); !ok || sd != 0 || c <= 1.5 {
+		t.Errorf("without a disk stall the ratio left %v (stalls %d)", c, sd)
+	}
+	// A counter that falls (a restarted Sluice) is a new baseline, not a stall.
+	restarted := stallRun(900, 900, -1, false)
+	restarted.Samples[2].SlowFsyncs = 3
+	restarted.Samples[3].SlowFsyncs = 0
+	if got := restarted.diskStallSeconds(); len(got) != 2 || !got[1] || !got[2] {
+		t.Errorf("stall seconds %v, want the second the rising sample covers and the one before (2 and 1)", got)
+	}
+}
+
+// The pooled p99 is over every run's window requests together: one run's
+// slow second is 1/3 of the during requests pooled, above the 99th
+// percentile either way here, and the before windows are all fast.
+func TestPooledP99(t *testing.T) {
+	runs := []*scenarioResult{stallRun(900, 900, -1, false), stallRun(900, 900, -1, false), stallRun(900, 1700, 4, false)}
+	b, d, ok := pooledP99(runs)
+	if !ok || b != runs[0].Before.P99ms || d != runs[2].During.P99ms {
+		t.Errorf("pooled %v → %v (%v), want %v → %v", b, d, ok, runs[0].Before.P99ms, runs[2].During.P99ms)
+	}
+	if _, _, ok := pooledP99([]*scenarioResult{{Spec: scenarioSpec{Name: "healthy"}}}); ok {
+		t.Error("a run without a window pooled")
+	}
+}

@@ -256,19 +256,35 @@ type phaseStats struct {
 // mergeSeconds merges the latency histograms of the seconds of the schedule
 // that overlap [from, to), and sums their counters.
 func mergeSeconds(secs []secondLine, from, to float64) phaseStats {
+	return mergeSpans(secondSpan{secs: secs, from: from, to: to})
+}
+
+// secondSpan is the seconds of one run's schedule that overlap [from, to),
+// but those in skip.
+type secondSpan struct {
+	secs     []secondLine
+	from, to float64
+	skip     map[int]bool
+}
+
+// mergeSpans merges the latency histograms of the seconds of every span (of
+// one run or of several: a pooled percentile) and sums their counters.
+func mergeSpans(spans ...secondSpan) phaseStats {
 	var h hist.Histogram
 	var ps phaseStats
 	var maxMs float64
-	for _, s := range secs {
-		if t := float64(s.T); t >= to || t+1 <= from {
-			continue
+	for _, sp := range spans {
+		for _, s := range sp.secs {
+			if t := float64(s.T); t >= sp.to || t+1 <= sp.from || sp.skip[s.T] {
+				continue
+			}
+			ps.Seconds++
+			ps.Offered += s.Offered
+			ps.OK += s.OK
+			ps.Failed += s.Non2xx + s.Errors + s.Unsent
+			h.AddSparse(s.Hist)
+			maxMs = max(maxMs, s.MaxMs)
 		}
-		ps.Seconds++
-		ps.Offered += s.Offered
-		ps.OK += s.OK
-		ps.Failed += s.Non2xx + s.Errors + s.Unsent
-		h.AddSparse(s.Hist)
-		maxMs = max(maxMs, s.MaxMs)
 	}
 	h.SetMax(time.Duration(maxMs * 1e6))
 	ms := func(d time.Duration) float64 { return round3(float64(d) / 1e6) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -404,16 +405,26 @@ func writeScenarioMedians(b *strings.Builder, res *results) {
 		return
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	p("### Over the runs\n\nMedians of the runs' values; the counts are sums.\n\n")
-	p("| scenario | runs | p99 before | p99 during | p99 after | **ratio during** (each run) | ratio after (each run) | backlog peak | drain s | acked | **missing** | order violations | failed |\n")
-	p("|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
+	p("### Over the runs\n\nMedians of the runs' values; the counts are sums. *Pooled*: the p99 of all the runs' before windows' " +
+		"requests together against that of all their during windows' (more requests per percentile than any one run's). " +
+		"The healthy scenario is the control: the same windows with no fault, so its ratios are the measurement's noise.\n\n")
+	p("*Disk stalls*: seconds of each window in which a WAL fsync took over 51.2 ms (summed over the runs). Such a stall " +
+		"holds up every request of its moment whether or not Kafka is in trouble, and one of them in a 30 s window can " +
+		"set its p99; *without stall seconds* is the ratio with those seconds left out of both windows.\n\n")
+	p("| scenario | runs | p99 before | p99 during | p99 after | **ratio during** (each run) | pooled p99 before → during (ratio) | disk stalls before / during | ratio without stall seconds (each run) | ratio after (each run) | backlog peak | drain s | acked | **missing** | order violations | failed |\n")
+	p("|---|---:|---:|---:|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range names {
-		var before, during, after, rd, ra, peak, drain []float64
+		var before, during, after, rd, ra, rc, peak, drain []float64
 		var acked, missing, viol, failed uint64
+		var stallsB, stallsD int
 		for _, sr := range runs[n] {
 			if d, a, ok := sr.pRatios(); ok {
 				rd, ra = append(rd, d), append(ra, a)
 				before, during, after = append(before, sr.Before.P99ms), append(during, sr.During.P99ms), append(after, sr.After.P99ms)
+			}
+			if c, sb, sd, ok := sr.stallFreeRatio(); ok {
+				rc = append(rc, c)
+				stallsB, stallsD = stallsB+sb, stallsD+sd
 			}
 			peak = append(peak, sr.BacklogMax)
 			if d, ok := faultDrain(sr); ok {
@@ -437,11 +448,86 @@ func writeScenarioMedians(b *strings.Builder, res *results) {
 			return fmt.Sprintf("**%.2f** (%s)", stats.Median(xs), strings.Join(parts, ", "))
 		}
 		med := func(xs []float64, format string) string { return orDash(len(xs) > 0, format, stats.Median(xs)) }
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %d | **%d** | %d | %d |\n", n, len(runs[n]),
-			med(before, "%.2f"), med(during, "%.2f"), med(after, "%.2f"), each(rd), each(ra), med(peak, "%.0f"), med(drain, "%.0f"),
-			acked, missing, viol, failed)
+		pooled := "–"
+		if b, d, ok := pooledP99(runs[n]); ok {
+			pooled = fmt.Sprintf("%.2f → %.2f (**%.2f**)", b, d, d/b)
+		}
+		stalls := "–"
+		if len(rc) > 0 {
+			stalls = fmt.Sprintf("%d / %d", stallsB, stallsD)
+		}
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | **%d** | %d | %d |\n", n, len(runs[n]),
+			med(before, "%.2f"), med(during, "%.2f"), med(after, "%.2f"), each(rd), pooled, stalls, each(rc), each(ra),
+			med(peak, "%.0f"), med(drain, "%.0f"), acked, missing, viol, failed)
 	}
 	p("\n")
+}
+
+// pooledP99 is the p99 in ms of every before window's requests of runs
+// together, and of every during window's.
+func pooledP99(runs []*scenarioResult) (before, during float64, ok bool) {
+	var bs, ds []secondSpan
+	for _, sr := range runs {
+		if len(sr.Windows) == 0 || sr.Run == nil {
+			continue
+		}
+		b, d, _ := phaseSpans(sr.Windows[0], sr.Spec.Duration.Seconds())
+		bs = append(bs, secondSpan{secs: sr.Run.Seconds, from: b[0], to: b[1]})
+		ds = append(ds, secondSpan{secs: sr.Run.Seconds, from: d[0], to: d[1]})
+	}
+	pb, pd := mergeSpans(bs...), mergeSpans(ds...)
+	if pb.Answered == 0 || pd.Answered == 0 || pb.P99ms <= 0 {
+		return 0, 0, false
+	}
+	return pb.P99ms, pd.P99ms, true
+}
+
+// diskStallSeconds are the load's seconds that a WAL fsync over 51.2 ms may
+// have held up: every request of those moments waits for it, whatever Kafka
+// does, and one such stall in a window moves its p99. A sample covers the
+// second before it, and the stall may have begun in the second before that.
+func (sr *scenarioResult) diskStallSeconds() map[int]bool {
+	stalls := map[int]bool{}
+	var prev float64
+	havePrev := false
+	for _, s := range sr.Samples {
+		if !s.Up {
+			havePrev = false
+			continue
+		}
+		// A restarted Sluice counts from zero again: a new baseline.
+		if havePrev && s.SlowFsyncs > prev {
+			t := int(math.Floor(s.T - 0.5))
+			stalls[t-1], stalls[t] = true, true
+		}
+		prev, havePrev = s.SlowFsyncs, true
+	}
+	return stalls
+}
+
+// stallFreeRatio is p99 during over p99 before with the seconds a WAL fsync
+// stall held up left out of both windows; stalls counts those seconds in
+// each window.
+func (sr *scenarioResult) stallFreeRatio() (ratio float64, stallsBefore, stallsDuring int, ok bool) {
+	if len(sr.Windows) == 0 || sr.Run == nil {
+		return 0, 0, 0, false
+	}
+	stalls := sr.diskStallSeconds()
+	b, d, _ := phaseSpans(sr.Windows[0], sr.Spec.Duration.Seconds())
+	for t := range stalls {
+		switch ft := float64(t); {
+		case ft+1 > b[0] && ft < b[1]:
+			stallsBefore++
+		case ft+1 > d[0] && ft < d[1]:
+			stallsDuring++
+		}
+	}
+	pb := mergeSpans(secondSpan{secs: sr.Run.Seconds, from: b[0], to: b[1], skip: stalls})
+	pd := mergeSpans(secondSpan{secs: sr.Run.Seconds, from: d[0], to: d[1], skip: stalls})
+	if pb.P99ms <= 0 || pd.Answered == 0 {
+		return 0, stallsBefore, stallsDuring, false
+	}
+	return pd.P99ms / pb.P99ms, stallsBefore, stallsDuring, true
 }
 
 // faultDrain is how long after the first fault window the backlog got back

@@ -43,7 +43,9 @@ const slowProduce = 2 * time.Second
 // machine swings by 2x from one window to the next, and the ratio of two
 // such numbers is only as good as the shorter one.
 var scenarioSpecs = []scenarioSpec{
-	{Name: "healthy", Title: "healthy (no fault)", Fault: "none", Duration: 30 * time.Second},
+	// The control: the same windows as a fault's with nothing done, so the
+	// report shows what a "ratio during" is when nothing happens.
+	{Name: "healthy", Title: "healthy (no fault: the control)", Fault: "none", Duration: 62 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
 	{Name: "outage", Title: "30 s Kafka outage (every Produce fails)", Fault: "outage", Duration: 80 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
 	{Name: "slow", Title: "30 s slow broker (every Produce answered after 2 s)", Fault: "slow", Duration: 80 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
 	{Name: "shuffles", Title: "partition leaders shuffled every second for 30 s", Fault: "shuffles", Duration: 75 * time.Second, FaultAt: 32 * time.Second, FaultFor: 30 * time.Second},
@@ -90,6 +92,10 @@ type sluiceSample struct {
 	Shipped    float64 `json:"shipped_total"`
 	ShipErrors float64 `json:"ship_errors_total"`
 	RSSMiB     float64 `json:"rss_mib"`
+	// SlowFsyncs counts the WAL fsyncs so far that took over 51.2 ms (a
+	// histogram bucket bound): a stall every request of the moment waits
+	// out, whatever the load.
+	SlowFsyncs float64 `json:"slow_fsyncs_total"`
 	Up         bool    `json:"up"`
 	// CPU over the second before, in cores (HasCPU: the same Sluice process
 	// was up at both ends).
@@ -202,6 +208,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			s.Accepted = m.Get("sluice_events_total", `outcome="accepted"`)
 			s.Shipped = m.Sum("sluice_shipped_records_total")
 			s.ShipErrors = m.Sum("sluice_ship_errors_total")
+			s.SlowFsyncs = m.Sum("sluice_wal_fsync_duration_seconds_count") - m.Get("sluice_wal_fsync_duration_seconds_bucket", `le="0.0512"`)
 		}
 		if v, err := procstat.RSS(p.pid); err == nil {
 			s.RSSMiB = round3(v / (1 << 20))
@@ -264,7 +271,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			}
 			profileFor(spec.FaultAt-2*time.Second, "before")
 		}
-		if spec.Fault == "none" || !sleepUntil(t0.Add(spec.FaultAt)) {
+		if spec.FaultFor == 0 && spec.Fault == "none" || !sleepUntil(t0.Add(spec.FaultAt)) {
 			return
 		}
 		from := time.Now()
@@ -272,6 +279,9 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			profileFor(spec.FaultFor, "during")
 		}
 		switch spec.Fault {
+		case "none":
+			sleepUntil(from.Add(spec.FaultFor))
+			addWindow(from, time.Now(), "no fault (control)")
 		case "outage":
 			h := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
 			logf("scenario %s: every Produce now fails (NOT_ENOUGH_REPLICAS)", spec.Name)
@@ -408,10 +418,10 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	if len(res.Windows) > 0 {
 		// Before and after: the whole seconds outside the window; during:
 		// every second that overlaps it.
-		w := res.Windows[0]
-		res.Before = mergeSeconds(run.Seconds, min(scenarioWarmup.Seconds(), math.Floor(w.From)-1), math.Floor(w.From)-0.5)
-		res.During = mergeSeconds(run.Seconds, w.From, w.To)
-		res.After = mergeSeconds(run.Seconds, math.Ceil(w.To)+0.5, end)
+		before, during, after := phaseSpans(res.Windows[0], end)
+		res.Before = mergeSeconds(run.Seconds, before[0], before[1])
+		res.During = mergeSeconds(run.Seconds, during[0], during[1])
+		res.After = mergeSeconds(run.Seconds, after[0], after[1])
 	}
 
 	acked, err := readBitmap(ackedPath)
@@ -427,6 +437,18 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 		spec.Name, v.Offered, v.Acked, v.Found, v.Missing, v.Duplicates, v.UnackedFound, v.Records, v.ReadS,
 		fmtMs(res.Whole.P99ms), fmtMs(res.Before.P99ms), fmtMs(res.During.P99ms), fmtMs(res.After.P99ms), res.DrainS)
 	return res, nil
+}
+
+// phaseSpans are the stretches, in seconds since the schedule's start, that
+// make a scenario's before, during and after windows around its fault window
+// w, for a schedule end seconds long. Before and after: the whole seconds
+// outside the window (before without the warm-up); during: every second that
+// overlaps it.
+func phaseSpans(w window, end float64) (before, during, after [2]float64) {
+	before = [2]float64{min(scenarioWarmup.Seconds(), math.Floor(w.From)-1), math.Floor(w.From) - 0.5}
+	during = [2]float64{w.From, w.To}
+	after = [2]float64{math.Ceil(w.To) + 0.5, end}
+	return before, during, after
 }
 
 func totalSent(secs []secondLine) uint64 {
