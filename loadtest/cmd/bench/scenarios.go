@@ -271,7 +271,7 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 			}
 			profileFor(spec.FaultAt-2*time.Second, "before")
 		}
-		if spec.FaultFor == 0 && spec.Fault == "none" || !sleepUntil(t0.Add(spec.FaultAt)) {
+		if !sleepUntil(t0.Add(spec.FaultAt)) {
 			return
 		}
 		from := time.Now()
@@ -416,8 +416,6 @@ func runScenario(ctx context.Context, env *scenarioEnv, spec scenarioSpec, rate 
 	end := spec.Duration.Seconds()
 	res.Whole = mergeSeconds(run.Seconds, 0, end)
 	if len(res.Windows) > 0 {
-		// Before and after: the whole seconds outside the window; during:
-		// every second that overlaps it.
 		before, during, after := phaseSpans(res.Windows[0], end)
 		res.Before = mergeSeconds(run.Seconds, before[0], before[1])
 		res.During = mergeSeconds(run.Seconds, during[0], during[1])
